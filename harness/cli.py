@@ -1,0 +1,111 @@
+"""``ettin-eval``: parse flags and hand over to the harness; nothing else happens here."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from harness import __version__
+from harness.errors import UserError
+
+DEFAULT_OUTPUT = os.path.join("results", "runs", "default")
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (and exit code 2)."""
+
+    def error(self, message):
+        sys.stderr.write(f"{self.prog}: error: {message}; see '{self.prog} --help'\n")
+        sys.exit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = Parser(prog="ettin-eval", description=(
+        "Compare encoders and decoders of the same size, data and recipe (the Ettin suite) on the same "
+        "fine-tuned GLUE tasks and lm-eval generative tasks."),
+        epilog="Quick start: 'ettin-eval demo' (offline, tiny local models). Real models: "
+               "'ettin-eval run --sizes 17m,150m --arch both --tasks glue --device cuda'.")
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+
+    run = sub.add_parser("run", help="fine-tune / score models on tasks and store every finished cell",
+                         description="Run models x tasks x hyperparameters x seeds. Each finished cell is written "
+                                     "to --output-path at once; a rerun into the same folder skips finished cells.")
+    what = run.add_argument_group("models")
+    what.add_argument("--sizes", help="comma-separated Ettin sizes: 17m,32m,68m,150m,400m,1b")
+    what.add_argument("--arch", default="both", help="with --sizes: encoder, decoder or both (default both)")
+    what.add_argument("--model", action="append", default=[], metavar="PATH_OR_ID",
+                      help="any hub id, registry name or local path; repeatable. Append @REV for a revision and "
+                           ":encoder or :decoder to override the architecture read from the config")
+    what.add_argument("--revision", help="checkpoint revision for every model, e.g. step599525, ext1000, decay100")
+    tasks = run.add_argument_group("tasks and data")
+    tasks.add_argument("--tasks", required=True, help="comma-separated task names and groups, e.g. glue or sst2,mnli")
+    tasks.add_argument("--include-path", action="append", default=[], metavar="DIR",
+                       help="extra folder of task YAML files; repeatable")
+    tasks.add_argument("--data-dir", metavar="DIR",
+                       help="read tasks from local files DIR/<task>/<split>.jsonl (or .csv/.parquet) instead of the hub")
+    tasks.add_argument("--limit", type=int, metavar="N", help="use only the first N rows of every split (quick runs)")
+    recipe = run.add_argument_group("fine-tuning recipe")
+    recipe.add_argument("--grid", default="small",
+                        help="small (default: learning-rate sweep, other values fixed) or paper (the full sweep)")
+    recipe.add_argument("--lr", help="learning rates, e.g. 3e-5,5e-5 (replaces that axis of the grid)")
+    recipe.add_argument("--weight-decay", help="weight decays, e.g. 1e-5")
+    recipe.add_argument("--batch-size", help="batch sizes, e.g. 16,32")
+    recipe.add_argument("--epochs", help="epoch counts, e.g. 2,3")
+    recipe.add_argument("--seeds", type=int, default=1, metavar="N", help="seeds 0..N-1 per configuration (default 1)")
+    recipe.add_argument("--max-length", type=int, default=512, help="max tokens per example (default 512)")
+    recipe.add_argument("--no-mnli-warm-start", action="store_true",
+                        help="do not start RTE, MRPC and STS-B from the best MNLI checkpoint")
+    hw = run.add_argument_group("hardware")
+    hw.add_argument("--device", default="auto", help="auto (cuda when present), cpu, cuda, cuda:N")
+    hw.add_argument("--dtype", default="auto", help="auto (bf16 on GPUs that support it, fp32 on CPU), bf16, fp16, fp32")
+    hw.add_argument("--attn", default="auto", help="attention implementation: auto (flash_attention_2 when installed "
+                                                   "on a GPU, else sdpa), sdpa, eager, flash_attention_2")
+    hw.add_argument("--token-budget", type=int, metavar="N",
+                    help="padded tokens per forward batch (default 65536 on GPU, 8192 on CPU); halved on OOM")
+    out = run.add_argument_group("output")
+    out.add_argument("--output-path", default=DEFAULT_OUTPUT, help=f"results folder (default {DEFAULT_OUTPUT})")
+    out.add_argument("--log-samples", action="store_true",
+                     help="also write per-example outputs of generative tasks (classification always keeps them)")
+    out.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    demo = sub.add_parser("demo", help="the whole pipeline offline on a tiny local encoder/decoder pair (CPU, ~1 min)")
+    demo.add_argument("--output-path", default=os.path.join("results", "runs", "demo"), help="results folder")
+    demo.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    sub.add_parser("models", help="list the Ettin models in the registry")
+    t = sub.add_parser("tasks", help="list the tasks and groups")
+    t.add_argument("--include-path", action="append", default=[], metavar="DIR")
+
+    ex = sub.add_parser("export", help="export results as a tidy CSV (one row per record and metric)")
+    ex.add_argument("results", nargs="+", help="results folder(s)")
+    ex.add_argument("--tidy", metavar="CSV", help="write the tidy table here")
+
+    rep = sub.add_parser("report", help="print the encoder-vs-decoder comparison of results folder(s)")
+    rep.add_argument("results", nargs="+", help="results folder(s)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        from harness import commands
+
+        return commands.COMMANDS[args.command](args) or 0
+    except UserError as exc:
+        sys.stderr.write(f"ettin-eval: error: {exc}\n")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("ettin-eval: interrupted; finished cells are saved, run the same command to resume\n")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

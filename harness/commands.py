@@ -1,0 +1,170 @@
+"""What each ``ettin-eval`` subcommand does, given its parsed flags."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from harness import grids, models, plan, tasks
+from harness.errors import UserError
+from harness.executors import LocalExecutor
+from harness.results import ResultStore
+
+
+def quiet_libraries() -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import datasets
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    datasets.disable_progress_bars()
+    datasets.logging.set_verbosity_error()
+
+
+def say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def collect_models(args) -> list[models.ModelSpec]:
+    chosen: list[models.ModelSpec] = []
+    if args.sizes:
+        chosen += models.suite(models.parse_sizes(args.sizes), args.arch, args.revision)
+    for text in args.model:
+        chosen.append(models.resolve(text, args.revision))
+    if not chosen:
+        raise UserError("no model to run; pass --sizes (e.g. --sizes 17m --arch both) or --model PATH_OR_ID")
+    for spec in chosen:
+        if spec.family != "other":  # registry models were not read yet: fail now, before any work
+            models.load_config(spec.model_id, spec.revision)
+    unique = list(dict.fromkeys(chosen))
+    return unique
+
+
+def _check_common(args) -> None:
+    if args.limit is not None and args.limit < 1:
+        raise UserError(f"--limit must be at least 1, not {args.limit}")
+    if args.seeds < 1:
+        raise UserError(f"--seeds must be at least 1, not {args.seeds}")
+    if args.data_dir and not os.path.isdir(args.data_dir):
+        raise UserError(f"--data-dir '{args.data_dir}' is not a folder; give DIR holding DIR/<task>/<split>.jsonl")
+
+
+def run(args) -> int:
+    quiet_libraries()
+    _check_common(args)
+    names = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    specs = tasks.select(names, tasks.load_tasks(args.include_path))
+    model_specs = collect_models(args)
+    overrides = {
+        "lr": grids.parse_floats(args.lr, "--lr"),
+        "weight_decay": grids.parse_floats(args.weight_decay, "--weight-decay"),
+        "batch_size": grids.parse_ints(args.batch_size, "--batch-size"),
+        "epochs": grids.parse_ints(args.epochs, "--epochs"),
+    }
+    data_dir = os.path.abspath(args.data_dir) if args.data_dir else None
+    cells = plan.classification_cells(model_specs, specs, args.grid, overrides, args.seeds, args.limit, data_dir,
+                                      warm_start=not args.no_mnli_warm_start, max_length=args.max_length)
+    return execute(cells, specs, args, args.output_path)
+
+
+def execute(cells, specs, args, output_path: str) -> int:
+    from harness.runner import Runner
+
+    store = ResultStore(output_path)
+    runner = Runner(args.device, args.dtype, args.attn, args.token_budget)
+    say(f"ettin-eval: {len(cells)} cells -> {output_path} on {runner.describe()}")
+    summary = LocalExecutor(runner, store, {s.name: s for s in specs}, progress=not args.quiet).run(cells)
+    say(f"ettin-eval: {summary.line()}; {runner.loads} model loads")
+    print_comparison(output_path)
+    return 1 if summary.failed else 0
+
+
+def print_comparison(*roots) -> None:
+    import pandas as pd
+
+    from harness.report import best_scores, comparison_table, headline_frame
+
+    table = comparison_table(best_scores(headline_frame(*roots)))
+    if table.empty:
+        say("no finished results yet")
+        return
+    with pd.option_context("display.width", 200, "display.max_columns", 60, "display.float_format", "{:.1f}".format):
+        say("\nBest dev score per model and task (x100; gap = encoder - decoder):")
+        say(table.to_string())
+
+
+def demo(args) -> int:
+    from harness.demo_data import DEMO_DATA_DIR
+    from harness.tiny import tiny_pair
+
+    quiet_libraries()
+    say("ettin-eval demo: building (or reusing) a tiny local encoder/decoder pair: real ModernBERT classes, "
+        "random weights, a tokenizer trained here")
+    pair = tiny_pair()
+    pair_specs = [
+        models.ModelSpec(model_id=pair[a], architecture=a, name=f"tiny-{a}", size="tiny", variant=a, family="tiny")
+        for a in ("encoder", "decoder")
+    ]
+    specs = tasks.select(["sst2", "mnli", "rte", "stsb"], tasks.load_tasks())
+    # random-weight tiny models need a far larger learning rate and more epochs than the recipe's
+    overrides = {"lr": (2e-3,), "batch_size": (32,), "epochs": (20,), "weight_decay": (1e-5,)}
+    cells = plan.classification_cells(pair_specs, specs, "small", overrides, seeds=1, data_dir=str(DEMO_DATA_DIR),
+                                      max_length=128)
+    args.device, args.dtype, args.attn, args.token_budget = "cpu", "fp32", "auto", None
+    code = execute(cells, specs, args, args.output_path)
+    say("\nThese are tiny random-weight stand-ins fine-tuned on small synthetic GLUE-format data "
+        f"({DEMO_DATA_DIR}); the numbers check the pipeline, not the Ettin models.")
+    say("To run the real models (needs Hugging Face hub access, ideally a GPU):\n"
+        "  ettin-eval run --sizes 17m,150m --arch both --tasks glue --device cuda --output-path results/runs/glue")
+    say(f"Results of this demo: {args.output_path}")
+    return code
+
+
+def models_cmd(args) -> int:
+    rows = models.describe_registry()
+    say(f"{'name':34} {'hub id':44} {'architecture':12} {'parameters':>12}")
+    for r in rows:
+        say(f"{r['name']:34} {r['hub id']:44} {r['architecture']:12} {r['parameters']:>12,}")
+    say(f"\nRevisions (--revision or NAME@REV), e.g. {', '.join(models.KNOWN_REVISIONS)}. "
+        "Any other hub id or local path works with --model.")
+    return 0
+
+
+def tasks_cmd(args) -> int:
+    specs = tasks.load_tasks(args.include_path)
+    for group, names in tasks.groups(specs).items():
+        say(f"{group}: {', '.join(names)}")
+    say("")
+    for spec in specs.values():
+        splits = ", ".join(e.split for e in spec.eval_splits)
+        say(f"{spec.name:8} {spec.dataset_path}/{spec.dataset_name or '':8} metrics {', '.join(spec.metrics):28} "
+            f"eval on {splits}")
+    return 0
+
+
+def export(args) -> int:
+    from harness.results import tidy_frame
+
+    for root in args.results:
+        if not os.path.isdir(root):
+            raise UserError(f"results folder '{root}' does not exist; pass the --output-path of a run")
+    if not args.tidy:
+        raise UserError("nothing to export; add --tidy OUT.csv")
+    frame = tidy_frame(*args.results)
+    os.makedirs(os.path.dirname(os.path.abspath(args.tidy)), exist_ok=True)
+    frame.to_csv(args.tidy, index=False)
+    say(f"wrote {len(frame)} rows to {args.tidy}")
+    return 0
+
+
+def report(args) -> int:
+    for root in args.results:
+        if not os.path.isdir(root):
+            raise UserError(f"results folder '{root}' does not exist; pass the --output-path of a run")
+    print_comparison(*args.results)
+    return 0
+
+
+
+COMMANDS = {"run": run, "demo": demo, "models": models_cmd, "tasks": tasks_cmd, "export": export, "report": report}

@@ -1,0 +1,87 @@
+"""The plan: models x tasks x hyperparameters x seeds -> cells, minus what the store holds."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field, replace
+
+from harness import grids
+from harness.models import ModelSpec
+from harness.tasks import TaskSpec
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One unit of work and one result record: a model fine-tuned or scored on one task
+    with one configuration and seed."""
+
+    model: ModelSpec
+    task: str
+    task_group: str
+    adapter: str  # "classification" | "lm_eval"
+    hyperparameters: tuple = ()  # sorted (name, value) pairs
+    seed: int = 0
+    limit: int | None = None
+    data_dir: str | None = None
+    warm_start_from: str | None = None  # task whose best checkpoint this cell starts from
+    init_key: str | None = None  # the cell key of that checkpoint, known once it is finished
+    options: tuple = field(default=(), compare=False)
+
+    @property
+    def hp(self) -> dict:
+        return dict(self.hyperparameters)
+
+    @property
+    def waiting(self) -> bool:
+        """True while the checkpoint this cell starts from is not yet chosen."""
+        return self.warm_start_from is not None and self.init_key is None
+
+    def identity(self) -> dict:
+        return {
+            "model": self.model.model_id,
+            "revision": self.model.revision,
+            "architecture": self.model.architecture,
+            "task": self.task,
+            "adapter": self.adapter,
+            "hyperparameters": self.hp,
+            "seed": self.seed,
+            "limit": self.limit,
+            "data_dir": self.data_dir,
+            "init_from": self.init_key,
+        }
+
+    @property
+    def key(self) -> str:
+        blob = json.dumps(self.identity(), sort_keys=True, default=str)
+        digest = hashlib.sha1(blob.encode()).hexdigest()[:16]
+        return f"{_slug(self.model.name or self.model.model_id)}__{self.task}__{digest}"
+
+    def with_init(self, key: str) -> "Cell":
+        return replace(self, init_key=key)
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-." else "-" for c in text).strip("-")[-60:]
+
+
+def classification_cells(models: list[ModelSpec], tasks: list[TaskSpec], grid_name: str = "small",
+                         overrides: dict | None = None, seeds: int = 1, limit: int | None = None,
+                         data_dir: str | None = None, warm_start: bool = True,
+                         max_length: int = grids.MAX_LENGTH) -> list[Cell]:
+    """Every fine-tuning cell, grouped by model; warm-start cells (RTE, MRPC, STS-B from the
+    best MNLI checkpoint when MNLI is in the run) come after the cells they wait for."""
+    names = {t.name for t in tasks}
+    cells = []
+    for model in models:
+        first, later = [], []
+        for task in tasks:
+            source = task.warm_start_from if warm_start and task.warm_start_from in names else None
+            for hp in grids.grid(task, grid_name, max_length=max_length, **(overrides or {})):
+                for seed in range(seeds):
+                    cell = Cell(model=model, task=task.name, task_group=task.group, adapter="classification",
+                                hyperparameters=tuple(sorted(hp.to_dict().items())), seed=seed, limit=limit,
+                                data_dir=data_dir, warm_start_from=source)
+                    (later if source else first).append(cell)
+        cells.extend(first + later)
+    return cells
