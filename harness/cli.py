@@ -79,12 +79,24 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("tasks", help="list the tasks and groups")
     t.add_argument("--include-path", action="append", default=[], metavar="DIR")
 
-    ex = sub.add_parser("export", help="export results as a tidy CSV (one row per record and metric)")
+    ex = sub.add_parser("export", help="export results as a tidy CSV and/or a leaderboard CSV",
+                        description="Export results folder(s). --tidy: one row per record and metric. "
+                                    "--leaderboard: one row per model (schema in README, 'Reports'); an existing "
+                                    "file is updated, a model's row replaced, never duplicated.")
     ex.add_argument("results", nargs="+", help="results folder(s)")
     ex.add_argument("--tidy", metavar="CSV", help="write the tidy table here")
+    ex.add_argument("--leaderboard", metavar="CSV", help="write or update the leaderboard here")
 
-    rep = sub.add_parser("report", help="print the encoder-vs-decoder comparison of results folder(s)")
+    rep = sub.add_parser("report", help="print the encoder-vs-decoder comparison; --out writes tables, plots, "
+                                         "leaderboard and significance",
+                         description="Print the encoder-vs-decoder comparison of results folder(s), measured minus "
+                                     "the Ettin paper's numbers, and mark gaps a paired bootstrap does not find "
+                                     "significant. With --out DIR also write tables (md, tex, csv), plots (png, pdf), "
+                                     "leaderboard.csv and significance tables there.")
     rep.add_argument("results", nargs="+", help="results folder(s)")
+    rep.add_argument("--out", metavar="DIR", help="write the report files into DIR")
+    rep.add_argument("--bootstrap", type=int, default=1000, metavar="N",
+                     help="bootstrap resamples for confidence intervals and paired tests (default 1000; 0: skip)")
     return p
 
 

@@ -55,13 +55,15 @@ def run(args) -> int:
     _check_common(args)
     names = [t.strip() for t in args.tasks.split(",") if t.strip()]
     specs = tasks.select(names, tasks.load_tasks(args.include_path))
-    model_specs = collect_models(args)
     overrides = {
         "lr": grids.parse_floats(args.lr, "--lr"),
         "weight_decay": grids.parse_floats(args.weight_decay, "--weight-decay"),
         "batch_size": grids.parse_ints(args.batch_size, "--batch-size"),
         "epochs": grids.parse_ints(args.epochs, "--epochs"),
     }
+    if args.grid not in grids.GRIDS:
+        raise UserError(f"unknown --grid '{args.grid}'; use {' or '.join(grids.GRIDS)}")
+    model_specs = collect_models(args)
     data_dir = os.path.abspath(args.data_dir) if args.data_dir else None
     cells = plan.classification_cells(model_specs, specs, args.grid, overrides, args.seeds, args.limit, data_dir,
                                       warm_start=not args.no_mnli_warm_start, max_length=args.max_length)
@@ -81,17 +83,12 @@ def execute(cells, specs, args, output_path: str) -> int:
 
 
 def print_comparison(*roots) -> None:
-    import pandas as pd
+    from harness.report import build_report, headline_frame
 
-    from harness.report import best_scores, comparison_table, headline_frame
-
-    table = comparison_table(best_scores(headline_frame(*roots)))
-    if table.empty:
+    if headline_frame(*roots).empty:
         say("no finished results yet")
         return
-    with pd.option_context("display.width", 200, "display.max_columns", 60, "display.float_format", "{:.1f}".format):
-        say("\nBest dev score per model and task (x100; gap = encoder - decoder):")
-        say(table.to_string())
+    say("\n" + build_report(list(roots), n_boot=0).text())
 
 
 def demo(args) -> int:
@@ -108,7 +105,7 @@ def demo(args) -> int:
     ]
     specs = tasks.select(["sst2", "mnli", "rte", "stsb"], tasks.load_tasks())
     # random-weight tiny models need a far larger learning rate and more epochs than the recipe's
-    overrides = {"lr": (2e-3,), "batch_size": (32,), "epochs": (20,), "weight_decay": (1e-5,)}
+    overrides = {"lr": (2e-3,), "batch_size": (32,), "epochs": (12,), "weight_decay": (1e-5,)}
     cells = plan.classification_cells(pair_specs, specs, "small", overrides, seeds=1, data_dir=str(DEMO_DATA_DIR),
                                       max_length=128)
     args.device, args.dtype, args.attn, args.token_budget = "cpu", "fp32", "auto", None
@@ -144,27 +141,37 @@ def tasks_cmd(args) -> int:
 
 
 def export(args) -> int:
+    from harness.report import write_leaderboard
+    from harness.report.frame import check_roots
     from harness.results import tidy_frame
 
-    for root in args.results:
-        if not os.path.isdir(root):
-            raise UserError(f"results folder '{root}' does not exist; pass the --output-path of a run")
-    if not args.tidy:
-        raise UserError("nothing to export; add --tidy OUT.csv")
-    frame = tidy_frame(*args.results)
-    os.makedirs(os.path.dirname(os.path.abspath(args.tidy)), exist_ok=True)
-    frame.to_csv(args.tidy, index=False)
-    say(f"wrote {len(frame)} rows to {args.tidy}")
+    check_roots(args.results)
+    if not args.tidy and not args.leaderboard:
+        raise UserError("nothing to export; add --tidy OUT.csv and/or --leaderboard OUT.csv")
+    if args.tidy:
+        frame = tidy_frame(*args.results)
+        os.makedirs(os.path.dirname(os.path.abspath(args.tidy)), exist_ok=True)
+        frame.to_csv(args.tidy, index=False)
+        say(f"wrote {len(frame)} rows to {args.tidy}")
+    if args.leaderboard:
+        board = write_leaderboard(args.results, args.leaderboard)
+        say(f"leaderboard {args.leaderboard}: {len(board)} models")
     return 0
 
 
 def report(args) -> int:
-    for root in args.results:
-        if not os.path.isdir(root):
-            raise UserError(f"results folder '{root}' does not exist; pass the --output-path of a run")
-    print_comparison(*args.results)
-    return 0
+    from harness.report import build_report, write_report
 
+    if args.bootstrap < 0:
+        raise UserError(f"--bootstrap must be 0 or more, not {args.bootstrap}")
+    rep = build_report(args.results, n_boot=args.bootstrap)
+    say(rep.text())
+    if args.out:
+        paths = write_report(args.results, args.out, report=rep)
+        say(f"\nwrote {len(paths)} files to {args.out}: tables comparison.md/.tex/.csv, leaderboard.csv"
+            + (", significance.csv" if "significance.csv" in paths else "")
+            + f"; plots in {os.path.join(args.out, 'plots')}")
+    return 0
 
 
 COMMANDS = {"run": run, "demo": demo, "models": models_cmd, "tasks": tasks_cmd, "export": export, "report": report}

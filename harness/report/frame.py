@@ -1,16 +1,48 @@
 """From records to scores: the headline metric per cell, the best configuration per
-(model, task) on the dev split (as the papers report), and its spread over seeds."""
+(model, task) on the dev split (as the papers report), its spread over seeds, and the
+encoder-vs-decoder comparison table with the GLUE and generative averages."""
 
 from __future__ import annotations
 
 import json
+import os
 
+import numpy as np
 import pandas as pd
 
-from harness.metrics import glue_average
+from harness.errors import UserError
+from harness.metrics import GLUE_AVERAGE_METRIC, glue_average
 from harness.results import load_frame
 
 MODEL_COLUMNS = ["model", "model_name", "revision", "architecture", "size", "variant", "family", "parameters"]
+SIZE_ORDER = ("tiny", "17m", "32m", "68m", "150m", "400m", "1b")
+GLUE_TASKS = ("cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte", "wnli")
+# The ten generative tasks of the Ettin paper's Table 4, in its column order.
+GENERATIVE_TASKS = ("arc_challenge", "hellaswag", "lambada_openai", "openbookqa", "piqa", "sciq", "social_iqa",
+                    "triviaqa", "winogrande", "wsc273")
+GLUE_AVG, GEN_AVG = "GLUE avg", "Gen avg"
+DISPLAY = {
+    "cola": "CoLA", "sst2": "SST-2", "mrpc": "MRPC", "stsb": "STS-B", "qqp": "QQP", "mnli": "MNLI", "qnli": "QNLI",
+    "rte": "RTE", "wnli": "WNLI", "arc_challenge": "ARC", "hellaswag": "HS", "lambada_openai": "LMB",
+    "openbookqa": "OBQA", "piqa": "PIQA", "sciq": "SciQ", "social_iqa": "SIQA", "triviaqa": "TQA",
+    "winogrande": "WG", "wsc273": "WSC", "glue_avg": GLUE_AVG, "gen_avg": GEN_AVG,
+}
+GROUP_TITLES = {"glue": "GLUE", "generative": "Generative"}
+
+
+def display(task: str) -> str:
+    return DISPLAY.get(task, task)
+
+
+def check_roots(roots) -> list[str]:
+    """The results folders as strings; a missing one is the user's error."""
+    roots = [str(r) for r in roots]
+    if not roots:
+        raise UserError("no results folder given; pass the --output-path of a run")
+    for root in roots:
+        if not os.path.isdir(root):
+            raise UserError(f"results folder '{root}' does not exist; pass the --output-path of a run")
+    return roots
 
 
 def headline_frame(*roots) -> pd.DataFrame:
@@ -20,22 +52,40 @@ def headline_frame(*roots) -> pd.DataFrame:
         return pd.DataFrame(columns=MODEL_COLUMNS + ["task", "task_group", "config", "seed", "score"])
     df = df.copy()
     df["score"] = [m.get(h) if isinstance(m, dict) else None for m, h in zip(df["metrics"], df["headline_metric"])]
-    df["config"] = [json.dumps(hp, sort_keys=True) for hp in df["hyperparameters"]]
-    for col in ("revision", "size", "variant"):
+    df["score"] = pd.to_numeric(df["score"], errors="coerce")
+    df["config"] = [_config(hp) for hp in df["hyperparameters"]]
+    for col in ("revision", "size", "variant", "seed", "parameters"):
         df[col] = df[col].astype(object).where(df[col].notna(), None)
+    return df[df["score"].notna()].reset_index(drop=True)
+
+
+def _config(hp) -> str:
+    # The MNLI checkpoint a warm-started cell started from is chosen per run, not part of the recipe:
+    # seeds of one recipe must aggregate even when a resumed run picked another checkpoint.
+    hp = {k: v for k, v in hp.items() if k != "init_from"} if isinstance(hp, dict) else {}
+    return json.dumps(hp, sort_keys=True, default=str)
+
+
+def load_results(*roots) -> pd.DataFrame:
+    """headline_frame of existing folders; a missing folder or one without finished records is a UserError."""
+    roots = check_roots(roots)
+    df = headline_frame(*roots)
+    if df.empty:
+        raise UserError(f"no finished results in {', '.join(roots)}; run 'ettin-eval run ... --output-path DIR' first")
     return df
 
 
 def best_scores(df: pd.DataFrame) -> pd.DataFrame:
     """Per (model, revision, task): the configuration with the best mean dev score over seeds,
-    with that score's mean, standard deviation and number of seeds."""
+    with that score's mean, standard deviation and number of seeds (scores as stored, 0-1)."""
+    columns = MODEL_COLUMNS + ["task", "task_group", "config", "score", "std", "n_seeds", "row"]
     if df.empty:
-        return pd.DataFrame(columns=MODEL_COLUMNS + ["task", "task_group", "config", "score", "std", "n_seeds"])
-    df = df.assign(_rev=df["revision"].fillna("").astype(str))
+        return pd.DataFrame(columns=columns)
+    df = df.assign(_rev=df["revision"].fillna("").astype(str), _seed=df["seed"].astype(str))
     keys = ["model", "_rev", "task"]
     per_config = (
         df.groupby(keys + ["config"], dropna=False)
-        .agg(score=("score", "mean"), std=("score", "std"), n_seeds=("seed", "nunique"))
+        .agg(score=("score", "mean"), std=("score", "std"), n_seeds=("_seed", "nunique"))
         .reset_index()
     )
     best_idx = per_config.groupby(keys, dropna=False)["score"].idxmax()
@@ -43,44 +93,126 @@ def best_scores(df: pd.DataFrame) -> pd.DataFrame:
     info = df.drop_duplicates(keys)[MODEL_COLUMNS + ["_rev", "task", "task_group"]]
     out = best.merge(info, on=keys, how="left")
     out["std"] = out["std"].fillna(0.0)
-    return out[MODEL_COLUMNS + ["task", "task_group", "config", "score", "std", "n_seeds"]]
+    out["row"] = [row_label(r) for r in out.to_dict("records")]
+    return out[columns]
+
+
+def row_label(r: dict) -> str:
+    """The comparison-table row of a model: its size for the Ettin pair (and the demo's tiny pair),
+    '<size> (cross)' for the cross-objective pair, the model name otherwise; '@rev' for a revision."""
+    size, family = r.get("size"), r.get("family")
+    if size and family in ("ettin", "tiny"):
+        label = str(size)
+    elif size and family == "ettin-cross":
+        label = f"{size} (cross)"
+    else:
+        label = str(r.get("model_name") or r.get("model"))
+    rev = r.get("revision")
+    return f"{label}@{rev}" if rev and rev == rev else label
+
+
+def task_order(best: pd.DataFrame) -> list[tuple[str, str]]:
+    """(group, task) in paper order: GLUE tasks, generative tasks, then any others."""
+    groups = dict(zip(best["task"], best["task_group"]))
+    known = [t for t in GLUE_TASKS + GENERATIVE_TASKS if t in groups]
+    others = sorted(t for t in groups if t not in known)
+    return [(str(groups[t] or "other"), t) for t in known + others]
+
+
+def group_average(scores: dict, group: str) -> float | None:
+    """The paper's average of one group: GLUE over its eight tasks, generative over the ten Table 4
+    tasks; None unless every one of them is present."""
+    clean = {t: v for t, v in scores.items() if v is not None and pd.notna(v)}
+    if group == "glue":
+        return glue_average(clean)
+    if all(t in clean for t in GENERATIVE_TASKS):
+        return float(np.mean([clean[t] for t in GENERATIVE_TASKS]))
+    return None
+
+
+AVERAGES = {"glue": (GLUE_AVG, tuple(GLUE_AVERAGE_METRIC)), "generative": (GEN_AVG, GENERATIVE_TASKS)}
 
 
 def comparison_table(best: pd.DataFrame, scale: float = 100.0) -> pd.DataFrame:
     """Rows: size; columns: (task, encoder | decoder | gap), gap = encoder - decoder.
 
-    Cross-objective and other models appear as their own rows (keyed by model name).
+    Tasks come in paper order, each group followed by its average ('GLUE avg', 'Gen avg'; blank
+    unless all its tasks are present). The cross-objective pair is a row '<size> (cross)'
+    (encoder column: encoder-from-decoder); other models are rows of their own name.
     """
     if best.empty:
         return pd.DataFrame()
-    best = best.copy()
-    best["row"] = [s if fam in ("ettin", "tiny") and s else name
-                   for s, fam, name in zip(best["size"], best["family"], best["model_name"])]
+    best = best.assign(row=[row_label(r) for r in best.to_dict("records")])
     pivot = best.pivot_table(index="row", columns=["task", "architecture"], values="score", aggfunc="max") * scale
-    tasks = list(dict.fromkeys(best["task"]))
-    glue = {t for t, g in zip(best["task"], best["task_group"]) if g == "glue"}
+    empty = pd.Series(np.nan, index=pivot.index, dtype=float)
     columns = {}
-    for task in tasks:
-        enc = pivot.get((task, "encoder"))
-        dec = pivot.get((task, "decoder"))
-        columns[(task, "encoder")] = enc if enc is not None else pd.Series(index=pivot.index, dtype=float)
-        columns[(task, "decoder")] = dec if dec is not None else pd.Series(index=pivot.index, dtype=float)
+    order = task_order(best)
+    for i, (group, task) in enumerate(order):
+        for arch in ("encoder", "decoder"):
+            columns[(task, arch)] = pivot[(task, arch)] if (task, arch) in pivot else empty
         columns[(task, "gap")] = columns[(task, "encoder")] - columns[(task, "decoder")]
+        last_of_group = i + 1 == len(order) or order[i + 1][0] != group
+        if last_of_group and group in AVERAGES:
+            name = AVERAGES[group][0]
+            for arch in ("encoder", "decoder"):
+                values = [group_average({t: columns[(t, arch)][row] for g, t in order if g == group}, group)
+                          for row in pivot.index]
+                columns[(name, arch)] = pd.Series(values, index=pivot.index, dtype=float)
+            columns[(name, "gap")] = columns[(name, "encoder")] - columns[(name, "decoder")]
     table = pd.DataFrame(columns)
-    if glue:
-        averages = {arch: [_glue_avg({t: table.at[row, (t, arch)] for t in glue}) for row in table.index]
-                    for arch in ("encoder", "decoder")}
-        if any(v is not None for values in averages.values() for v in values):
-            for arch, values in averages.items():
-                table[("GLUE avg", arch)] = pd.to_numeric(pd.Series(values, index=table.index), errors="coerce")
-            table[("GLUE avg", "gap")] = table[("GLUE avg", "encoder")] - table[("GLUE avg", "decoder")]
     table.columns = pd.MultiIndex.from_tuples(table.columns)
-    order = {s: i for i, s in enumerate(("tiny", "17m", "32m", "68m", "150m", "400m", "1b"))}
-    table = table.loc[sorted(table.index, key=lambda r: (order.get(r, 99), str(r)))]
+    rank = {s: i for i, s in enumerate(SIZE_ORDER)}
+    table = table.loc[sorted(table.index, key=lambda r: (rank.get(r.split(" ")[0].split("@")[0], 99), str(r)))]
     table.index.name = "size"
     return table
 
 
-def _glue_avg(scores: dict) -> float | None:
-    clean = {t: v for t, v in scores.items() if pd.notna(v)}
-    return glue_average(clean)
+def column_groups(best: pd.DataFrame) -> dict[str, list[str]]:
+    """Group title -> the table's task columns of that group (averages included)."""
+    out: dict[str, list[str]] = {}
+    for group, task in task_order(best):
+        out.setdefault(GROUP_TITLES.get(group, group), []).append(task)
+    for group, (name, _) in AVERAGES.items():
+        if GROUP_TITLES[group] in out:
+            out[GROUP_TITLES[group]].append(name)
+    return out
+
+
+def average_notes(best: pd.DataFrame) -> list[str]:
+    """Why an average is blank: one line per average that some row has part of the tasks for."""
+    notes = []
+    for group, (name, needed) in AVERAGES.items():
+        gaps = {}
+        for (row, arch), g in best.groupby(["row", "architecture"], sort=False):
+            have = set(g["task"]) & set(needed)
+            if have and len(have) < len(needed):
+                gaps[f"{row} {arch}"] = [t for t in needed if t not in have]
+        if not gaps:
+            continue
+        by_missing: dict[str, list[str]] = {}
+        for who, missing in gaps.items():
+            by_missing.setdefault(", ".join(missing), []).append(who)
+        where = "; ".join(f"missing {m}" + ("" if len(by_missing) == 1 else f" ({_some(who)})")
+                          for m, who in by_missing.items())
+        notes.append(f"{name} needs all {len(needed)} of {', '.join(needed)}, so it is blank here: {where}")
+    return notes
+
+
+def _some(items: list[str], n: int = 3) -> str:
+    return ", ".join(items[:n]) + (f" and {len(items) - n} more" if len(items) > n else "")
+
+
+def model_scores(best: pd.DataFrame, scale: float = 100.0) -> pd.DataFrame:
+    """One row per (model, revision): its best score per task (x scale), the GLUE and generative
+    averages, and the fewest seeds behind any of its scores."""
+    if best.empty:
+        return pd.DataFrame(columns=MODEL_COLUMNS + ["row", "glue_avg", "gen_avg", "seeds"])
+    best = best.assign(_rev=best["revision"].fillna("").astype(str))
+    rows = []
+    for _, g in best.groupby(["model", "_rev"], sort=False):
+        first = g.iloc[0]
+        scores = dict(zip(g["task"], g["score"] * scale))
+        rows.append({**{c: first[c] for c in MODEL_COLUMNS}, "row": first["row"],
+                     "glue_avg": group_average(scores, "glue"), "gen_avg": group_average(scores, "generative"),
+                     "seeds": int(g["n_seeds"].min()), **scores})
+    return pd.DataFrame(rows)

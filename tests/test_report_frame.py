@@ -1,0 +1,178 @@
+"""Scores, best configurations, the comparison table and its averages, from hand-made records
+written through the real store. ``put`` and ``suite`` are shared by the other report tests."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from harness.cli import main
+from harness.errors import UserError
+from harness.models import PARAMETERS
+from harness.report import best_scores, build_report, comparison_table, headline_frame, model_scores
+from harness.report.frame import GENERATIVE_TASKS, GLUE_TASKS
+from harness.results import ResultStore
+
+HEADLINE = {"cola": "matthews_correlation", "stsb": "spearmanr"}
+
+
+def put(root, variant: str, size: str, task: str, score: float, *, seed: int = 0, lr: float = 1e-5,
+        revision: str | None = None, samples: list | None = None, status: str = "ok", metrics: dict | None = None,
+        timestamp: str = "2025-07-01T12:00:00+00:00", split: str = "validation") -> dict:
+    """Write one record (and its per-example outputs) the way a run does; returns it."""
+    arch = variant.split("-")[0]
+    family = "tiny" if size == "tiny" else ("ettin" if variant in ("encoder", "decoder") else "ettin-cross")
+    name = f"tiny-{variant}" if size == "tiny" else f"ettin-{variant}-{size}"
+    generative = task in GENERATIVE_TASKS
+    headline = "acc" if generative else HEADLINE.get(task, "accuracy")
+    key = f"{name}__{task}__{revision}__{lr}__{seed}"
+    store = ResultStore(root)
+    record = {
+        "cell_key": key, "status": status, "model": f"jhu-clsp/{name}" if size != "tiny" else f"/cache/{name}",
+        "model_name": name, "revision": revision, "architecture": arch, "size": size, "variant": variant,
+        "family": family, "parameters": PARAMETERS.get(size, 140_000), "task": task,
+        "task_group": "generative" if generative else "glue",
+        "adapter": "lm_eval" if generative else "classification", "split": split,
+        "metrics": ({} if status != "ok" else (metrics or {headline: score})),
+        "headline_metric": headline if status == "ok" else None, "n_examples": len(samples or []) or 100,
+        "seed": seed, "hyperparameters": {} if generative else {"lr": lr, "init_from": f"mnli-{seed}"},
+        "wall_time_s": 1.0, "tokens_processed": 10, "versions": {"harness": "0.1.0"}, "timestamp": timestamp,
+        "samples": store.write_samples(key, samples) if samples else None, "error": None,
+    }
+    store.write(record)
+    return record
+
+
+def suite(root, sizes=("17m", "150m"), archs=("encoder", "decoder"), tasks=("mnli", "sst2"), base: float = 0.5):
+    """One record per size x architecture x task with distinct, predictable scores."""
+    for i, size in enumerate(sizes):
+        for arch in archs:
+            for j, task in enumerate(tasks):
+                put(root, arch, size, task, base + 0.05 * i + 0.01 * j + (0.02 if arch == "encoder" else 0.0))
+
+
+def test_best_config_is_best_mean_over_seeds_with_std_and_n(tmp_path):
+    # lr 1e-5: seeds 0.90, 0.92 (mean 0.91); lr 3e-5: 0.93, 0.85 (mean 0.89) -> 1e-5 wins despite the 0.93
+    for seed, (a, b) in enumerate([(0.90, 0.93), (0.92, 0.85)]):
+        put(tmp_path, "encoder", "17m", "sst2", a, seed=seed, lr=1e-5)
+        put(tmp_path, "encoder", "17m", "sst2", b, seed=seed, lr=3e-5)
+    best = best_scores(headline_frame(tmp_path))
+    assert len(best) == 1
+    row = best.iloc[0]
+    assert row["config"] == '{"lr": 1e-05}'  # the chosen MNLI checkpoint (init_from) is not part of the recipe
+    assert row["score"] == pytest.approx(0.91)
+    assert row["std"] == pytest.approx(math.sqrt(((0.90 - 0.91) ** 2 + (0.92 - 0.91) ** 2) / 1))
+    assert row["n_seeds"] == 2
+
+
+def test_headline_metric_picks_the_value_and_failed_cells_are_missing_not_zero(tmp_path):
+    put(tmp_path, "encoder", "17m", "mrpc", 0.0, metrics={"accuracy": 0.84, "f1": 0.88})
+    put(tmp_path, "decoder", "17m", "mrpc", 0.0, status="failed")
+    put(tmp_path, "encoder", "17m", "sst2", 0.91)
+    put(tmp_path, "decoder", "17m", "sst2", 0.89)
+    table = comparison_table(best_scores(headline_frame(tmp_path)))
+    assert table.at["17m", ("mrpc", "encoder")] == pytest.approx(84.0)
+    assert math.isnan(table.at["17m", ("mrpc", "decoder")])
+    assert math.isnan(table.at["17m", ("mrpc", "gap")])
+    assert table.at["17m", ("sst2", "gap")] == pytest.approx(2.0)
+
+
+def test_comparison_table_rows_columns_gap_and_missing_cell(tmp_path):
+    suite(tmp_path, sizes=("150m", "17m"))  # written out of order: rows still come 17m, 150m
+    put(tmp_path, "encoder", "68m", "mnli", 0.61)  # a size with one architecture only
+    table = comparison_table(best_scores(headline_frame(tmp_path)))
+    assert list(table.index) == ["17m", "68m", "150m"]
+    # GLUE order (sst2 before mnli), each followed by the GLUE average
+    assert list(table.columns)[:6] == [("sst2", "encoder"), ("sst2", "decoder"), ("sst2", "gap"),
+                                       ("mnli", "encoder"), ("mnli", "decoder"), ("mnli", "gap")]
+    # 17m is written second (i=1): encoder mnli 0.5 + 0.05 + 0.02 = 0.57, decoder 0.55
+    assert table.at["17m", ("mnli", "encoder")] == pytest.approx(57.0)
+    assert table.at["17m", ("mnli", "decoder")] == pytest.approx(55.0)
+    assert table.at["17m", ("mnli", "gap")] == pytest.approx(2.0)
+    assert table.at["150m", ("sst2", "encoder")] == pytest.approx(53.0)
+    assert table.at["68m", ("mnli", "encoder")] == pytest.approx(61.0)
+    assert math.isnan(table.at["68m", ("mnli", "decoder")])
+    assert math.isnan(table.at["68m", ("sst2", "encoder")])
+
+
+def test_glue_and_generative_averages_as_the_paper_computes_them(tmp_path):
+    glue = dict(zip(GLUE_TASKS, (0.60, 0.90, 0.86, 0.88, 0.89, 0.84, 0.91, 0.70, 0.10)))  # wnli 0.10 left out
+    for task, score in glue.items():
+        put(tmp_path, "encoder", "150m", task, score)
+        if task != "qqp":
+            put(tmp_path, "decoder", "150m", task, score - 0.01)
+    gen = dict(zip(GENERATIVE_TASKS, (0.21, 0.27, 0.23, 0.27, 0.58, 0.71, 0.35, 0.03, 0.51, 0.48)))
+    for task, score in gen.items():
+        put(tmp_path, "decoder", "17m", task, score)
+        if task != "triviaqa":
+            put(tmp_path, "encoder", "17m", task, score)
+    best = best_scores(headline_frame(tmp_path))
+    table = comparison_table(best)
+    glue_avg = 100 * (0.60 + 0.90 + 0.86 + 0.88 + 0.89 + 0.84 + 0.91 + 0.70) / 8
+    assert table.at["150m", ("GLUE avg", "encoder")] == pytest.approx(glue_avg)
+    assert math.isnan(table.at["150m", ("GLUE avg", "decoder")])  # qqp missing
+    gen_avg = 100 * sum(gen.values()) / 10
+    assert table.at["17m", ("Gen avg", "decoder")] == pytest.approx(gen_avg)
+    assert math.isnan(table.at["17m", ("Gen avg", "encoder")])  # triviaqa missing
+    cols = list(table.columns)
+    assert cols.index(("GLUE avg", "gap")) < cols.index(("arc_challenge", "encoder"))
+    assert cols[-1] == ("Gen avg", "gap")
+    scores = model_scores(best).set_index("model_name")
+    assert scores.at["ettin-encoder-150m", "glue_avg"] == pytest.approx(glue_avg)
+    assert scores.at["ettin-decoder-17m", "gen_avg"] == pytest.approx(gen_avg)
+    text = build_report([tmp_path], n_boot=0).text()
+    assert "Generative" in text and "GLUE" in text
+    assert "Gen avg needs all 10 of arc_challenge, " in text and "blank here: missing triviaqa" in text
+    assert "GLUE avg needs all 8 of cola, " in text and "blank here: missing qqp" in text
+
+
+def test_cross_objective_models_and_revisions_are_rows_of_their_own(tmp_path):
+    suite(tmp_path, sizes=("150m",), tasks=("mnli",))
+    put(tmp_path, "encoder-from-decoder", "150m", "mnli", 0.80)
+    put(tmp_path, "decoder-from-encoder", "150m", "mnli", 0.75)
+    put(tmp_path, "encoder", "150m", "mnli", 0.40, revision="step599525")
+    table = comparison_table(best_scores(headline_frame(tmp_path)))
+    assert list(table.index) == ["150m", "150m (cross)", "150m@step599525"]
+    assert table.at["150m (cross)", ("mnli", "encoder")] == pytest.approx(80.0)
+    assert table.at["150m (cross)", ("mnli", "gap")] == pytest.approx(5.0)
+    assert table.at["150m", ("mnli", "encoder")] == pytest.approx(52.0)
+    assert table.at["150m@step599525", ("mnli", "encoder")] == pytest.approx(40.0)
+
+
+def test_several_results_folders_pool_their_seeds(tmp_path):
+    put(tmp_path / "a", "encoder", "17m", "sst2", 0.80, seed=0)
+    put(tmp_path / "b", "encoder", "17m", "sst2", 0.90, seed=1)
+    best = best_scores(headline_frame(tmp_path / "a", tmp_path / "b"))
+    assert best.iloc[0]["score"] == pytest.approx(0.85)
+    assert best.iloc[0]["n_seeds"] == 2
+
+
+def test_missing_or_empty_results_folder_is_a_user_error(tmp_path, capsys):
+    with pytest.raises(UserError, match="does not exist"):
+        build_report([tmp_path / "nope"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="no finished results"):
+        build_report([tmp_path / "empty"])
+    assert main(["report", str(tmp_path / "nope")]) == 2
+    assert main(["report", str(tmp_path / "empty")]) == 2
+    assert main(["export", str(tmp_path / "empty"), "--leaderboard", str(tmp_path / "b.csv")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("ettin-eval: error:") == 3 and "Traceback" not in err
+
+
+def test_report_command_prints_the_table_and_writes_every_file(tmp_path, capsys):
+    suite(tmp_path / "res")
+    assert main(["report", str(tmp_path / "res"), "--out", str(tmp_path / "rep"), "--bootstrap", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "SST-2" in out and "MNLI" in out and "17m" in out and "150m" in out
+    for name in ("comparison.md", "comparison.tex", "comparison.csv", "scores.csv", "leaderboard.csv",
+                 "plots/scaling.png", "plots/figure1.pdf", "plots/gap_heatmap.png"):
+        assert (tmp_path / "rep" / name).stat().st_size > 0, name
+    tex = (tmp_path / "rep" / "comparison.tex").read_text()
+    assert r"\toprule" in tex and r"\multicolumn{3}{c}{MNLI}" in tex and "52.0 & 50.0 & 2.0" in tex
+    md = (tmp_path / "rep" / "comparison.md").read_text()
+    assert "| 17m | 53.0 | 51.0 | 2.0 | 52.0 | 50.0 | 2.0 |" in md
+    csv = (tmp_path / "rep" / "comparison.csv").read_text().splitlines()
+    assert csv[0].startswith("size,sst2_encoder,sst2_decoder,sst2_gap,mnli_encoder")
+    assert "glue_avg_encoder" in csv[0]
