@@ -94,6 +94,46 @@ def run_classification(cell: Cell, spec: TaskSpec, runner: Runner, store: Result
     return record, state
 
 
+def run_lm_eval(cell: Cell, runner: Runner, store: ResultStore, log_samples: bool = False) -> dict:
+    """Score one model on one lm-eval task (encoders by mask-append, decoders by log-likelihood)."""
+    from harness.adapters import lm_eval_bridge
+
+    start = time.perf_counter()
+    settings = dict(cell.hp)
+    num_fewshot = settings.pop("num_fewshot", None)
+    include_paths = list(dict(cell.options).get("include_paths", ()))
+    result = lm_eval_bridge.evaluate_task(runner, cell.model, cell.task, include_paths=include_paths,
+                                          data_dir=cell.data_dir, limit=cell.limit, log_samples=log_samples,
+                                          num_fewshot=num_fewshot, options=settings)
+    samples = store.write_samples(cell.key, result["samples"]) if result.get("samples") else None
+    record = base_record(cell, None) | {
+        "status": "ok",
+        "split": result["split"],
+        "metrics": result["metrics"],
+        "headline_metric": result["headline_metric"],
+        "n_examples": result["n_examples"],
+        "wall_time_s": round(time.perf_counter() - start, 3),
+        "tokens_processed": result["tokens_processed"],
+        "device": runner.describe(),
+        "samples": samples,
+        "lm_eval": {k: result.get(k) for k in ("lm_eval_task", "task_version", "num_fewshot", "data_files")},
+        "error": None,
+    }
+    if record["parameters"] is None:
+        record["parameters"] = runner.parameters_of(cell.model)
+    return record
+
+
+def run_cell(cell: Cell, spec: TaskSpec | None, runner: Runner, store: ResultStore, keep_state: bool = False,
+             progress: bool = True, log_samples: bool = False) -> tuple[dict, dict | None]:
+    """The record of one cell (and the fine-tuned backbone when ``keep_state``), by its adapter."""
+    if cell.adapter == "classification":
+        return run_classification(cell, spec, runner, store, keep_state=keep_state, progress=progress)
+    if cell.adapter == "lm_eval":
+        return run_lm_eval(cell, runner, store, log_samples=log_samples), None
+    raise ValueError(f"unknown adapter {cell.adapter}")
+
+
 def failed_record(cell: Cell, error: BaseException, wall_time: float) -> dict:
     return base_record(cell, None) | {
         "status": "failed",

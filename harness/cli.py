@@ -41,12 +41,23 @@ def build_parser() -> argparse.ArgumentParser:
                            ":encoder or :decoder to override the architecture read from the config")
     what.add_argument("--revision", help="checkpoint revision for every model, e.g. step599525, ext1000, decay100")
     tasks = run.add_argument_group("tasks and data")
-    tasks.add_argument("--tasks", required=True, help="comma-separated task names and groups, e.g. glue or sst2,mnli")
+    tasks.add_argument("--tasks", required=True,
+                       help="comma-separated task names and groups: glue, generative, GLUE tasks (sst2, mnli, ...), "
+                            "any lm-eval task name, or tasks from --include-path")
     tasks.add_argument("--include-path", action="append", default=[], metavar="DIR",
-                       help="extra folder of task YAML files; repeatable")
+                       help="extra folder of task YAML files (GLUE-style classification specs or lm-eval task "
+                            "YAML); repeatable")
     tasks.add_argument("--data-dir", metavar="DIR",
                        help="read tasks from local files DIR/<task>/<split>.jsonl (or .csv/.parquet) instead of the hub")
     tasks.add_argument("--limit", type=int, metavar="N", help="use only the first N rows of every split (quick runs)")
+    gen = run.add_argument_group("generative (lm-eval) tasks")
+    gen.add_argument("--num-fewshot", type=int, metavar="N", help="few-shot examples (default: the task's own, usually 0)")
+    gen.add_argument("--num-masks", type=int, default=3, metavar="N",
+                     help="encoders: [MASK] tokens appended when scoring a token by mask-append (default 3)")
+    gen.add_argument("--no-score-sep", action="store_true",
+                     help="encoders: do not count log P([SEP]) after the continuation in its score")
+    gen.add_argument("--no-add-bos-token", action="store_true",
+                     help="decoders: do not prepend the BOS token (Ettin's lm-eval runs prepend it)")
     recipe = run.add_argument_group("fine-tuning recipe")
     recipe.add_argument("--grid", default="small",
                         help="small (default: learning-rate sweep, other values fixed) or paper (the full sweep)")

@@ -10,6 +10,8 @@ from harness.errors import UserError
 from harness.executors import LocalExecutor
 from harness.results import ResultStore
 
+DEMO_GENERATIVE_TASK = "generative_demo"
+
 
 def quiet_libraries() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -54,7 +56,7 @@ def run(args) -> int:
     quiet_libraries()
     _check_common(args)
     names = [t.strip() for t in args.tasks.split(",") if t.strip()]
-    specs = tasks.select(names, tasks.load_tasks(args.include_path))
+    specs, generative = split_tasks(names, args.include_path)
     overrides = {
         "lr": grids.parse_floats(args.lr, "--lr"),
         "weight_decay": grids.parse_floats(args.weight_decay, "--weight-decay"),
@@ -63,11 +65,39 @@ def run(args) -> int:
     }
     if args.grid not in grids.GRIDS:
         raise UserError(f"unknown --grid '{args.grid}'; use {' or '.join(grids.GRIDS)}")
+    if args.num_masks < 1:
+        raise UserError(f"--num-masks must be at least 1, not {args.num_masks}")
     model_specs = collect_models(args)
     data_dir = os.path.abspath(args.data_dir) if args.data_dir else None
     cells = plan.classification_cells(model_specs, specs, args.grid, overrides, args.seeds, args.limit, data_dir,
                                       warm_start=not args.no_mnli_warm_start, max_length=args.max_length)
+    for spec in model_specs:
+        cells += plan.lm_eval_cells([spec], generative, args.limit, data_dir, args.num_fewshot,
+                                    lm_eval_options(spec.architecture, args), args.include_path)
     return execute(cells, specs, args, args.output_path)
+
+
+def split_tasks(names: list[str], include_paths: list[str]) -> tuple[list, list[str]]:
+    """Classification task specs (GLUE-style YAML) and lm-eval task names, in the order asked.
+
+    lm-eval's task index (seconds to build) is consulted only for names that are not
+    classification tasks or groups."""
+    known = tasks.load_tasks(include_paths)
+    groups = tasks.groups(known)
+    classification = [n for n in names if n in known or n in groups]
+    rest = [n for n in names if n not in classification]
+    generative: list[str] = []
+    if rest:
+        from harness.adapters import lm_eval_bridge
+
+        generative = lm_eval_bridge.expand_tasks(rest, include_paths)
+    return tasks.select(classification, known) if classification else [], generative
+
+
+def lm_eval_options(architecture: str, args) -> dict:
+    if architecture == "encoder":
+        return {"num_masks": args.num_masks, "score_sep": not args.no_score_sep}
+    return {"add_bos_token": not args.no_add_bos_token}
 
 
 def execute(cells, specs, args, output_path: str) -> int:
@@ -76,7 +106,8 @@ def execute(cells, specs, args, output_path: str) -> int:
     store = ResultStore(output_path)
     runner = Runner(args.device, args.dtype, args.attn, args.token_budget)
     say(f"ettin-eval: {len(cells)} cells -> {output_path} on {runner.describe()}")
-    summary = LocalExecutor(runner, store, {s.name: s for s in specs}, progress=not args.quiet).run(cells)
+    summary = LocalExecutor(runner, store, {s.name: s for s in specs}, progress=not args.quiet,
+                            log_samples=getattr(args, "log_samples", False)).run(cells)
     say(f"ettin-eval: {summary.line()}; {runner.loads} model loads")
     print_comparison(output_path)
     return 1 if summary.failed else 0
@@ -96,6 +127,11 @@ def demo(args) -> int:
     from harness.tiny import tiny_pair
 
     quiet_libraries()
+    import torch
+
+    # the tiny models' matrices are too small for threads to pay off; on a busy CPU extra
+    # OpenMP threads only spin against each other
+    torch.set_num_threads(1)
     say("ettin-eval demo: building (or reusing) a tiny local encoder/decoder pair: real ModernBERT classes, "
         "random weights, a tokenizer trained here")
     pair = tiny_pair()
@@ -108,13 +144,24 @@ def demo(args) -> int:
     overrides = {"lr": (2e-3,), "batch_size": (32,), "epochs": (12,), "weight_decay": (1e-5,)}
     cells = plan.classification_cells(pair_specs, specs, "small", overrides, seeds=1, data_dir=str(DEMO_DATA_DIR),
                                       max_length=128)
-    args.device, args.dtype, args.attn, args.token_budget = "cpu", "fp32", "auto", None
+    # a small multiple-choice task read by lm-eval from tasks/generative: encoder by mask-append
+    args.num_masks, args.no_score_sep, args.no_add_bos_token = 3, False, False
+    for spec in pair_specs:
+        cells += plan.lm_eval_cells([spec], [DEMO_GENERATIVE_TASK], options=lm_eval_options(spec.architecture, args))
+    args.device, args.dtype, args.attn, args.token_budget, args.log_samples = "cpu", "fp32", "auto", None, True
     code = execute(cells, specs, args, args.output_path)
+
+    from harness.report import write_report
+
+    report_dir = os.path.join(args.output_path, "report")
+    write_report([args.output_path], report_dir)
     say("\nThese are tiny random-weight stand-ins fine-tuned on small synthetic GLUE-format data "
-        f"({DEMO_DATA_DIR}); the numbers check the pipeline, not the Ettin models.")
+        f"({DEMO_DATA_DIR}) and scored on a small multiple-choice fixture; the numbers check the pipeline, "
+        "not the Ettin models.")
     say("To run the real models (needs Hugging Face hub access, ideally a GPU):\n"
-        "  ettin-eval run --sizes 17m,150m --arch both --tasks glue --device cuda --output-path results/runs/glue")
-    say(f"Results of this demo: {args.output_path}")
+        "  ettin-eval run --sizes 17m,150m --arch both --tasks glue,generative --device cuda "
+        "--output-path results/runs/ettin")
+    say(f"Results of this demo: {args.output_path}; report (tables, plots, leaderboard): {report_dir}")
     return code
 
 

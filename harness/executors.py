@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from tqdm.auto import tqdm
 
-from harness.cells import checkpoint_path, failed_record, run_classification, save_checkpoint
+from harness.cells import checkpoint_path, failed_record, run_cell, save_checkpoint
 from harness.errors import UserError
 from harness.plan import Cell
 from harness.results import ResultStore
@@ -33,11 +33,13 @@ class Summary:
 
 
 class LocalExecutor:
-    def __init__(self, runner: Runner, store: ResultStore, tasks: dict[str, TaskSpec], progress: bool = True):
+    def __init__(self, runner: Runner, store: ResultStore, tasks: dict[str, TaskSpec], progress: bool = True,
+                 log_samples: bool = False):
         self.runner = runner
         self.store = store
         self.tasks = tasks
         self.progress = progress
+        self.log_samples = log_samples
 
     def run(self, cells: list[Cell]) -> Summary:
         summary = Summary()
@@ -66,11 +68,8 @@ class LocalExecutor:
         return summary
 
     def _execute(self, cell: Cell, cells: list[Cell], keep_state: bool) -> dict:
-        spec = self.tasks[cell.task]
-        if cell.adapter != "classification":
-            raise UserError(f"task '{cell.task}' needs the '{cell.adapter}' adapter, which this build does not have")
-        record, state = run_classification(cell, spec, self.runner, self.store, keep_state=keep_state,
-                                           progress=self.progress)
+        record, state = run_cell(cell, self.tasks.get(cell.task), self.runner, self.store, keep_state=keep_state,
+                                 progress=self.progress, log_samples=self.log_samples)
         if state is not None:
             self._keep_if_best(cell, record, state, cells)
         self.store.write(record)

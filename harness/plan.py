@@ -85,3 +85,15 @@ def classification_cells(models: list[ModelSpec], tasks: list[TaskSpec], grid_na
                     (later if source else first).append(cell)
         cells.extend(first + later)
     return cells
+
+
+def lm_eval_cells(models: list[ModelSpec], task_names: list[str], limit: int | None = None,
+                  data_dir: str | None = None, num_fewshot: int | None = None, options: dict | None = None,
+                  include_paths: list[str] | None = None) -> list[Cell]:
+    """One scoring cell per (model, lm-eval task); generative scoring has no grid or seed."""
+    settings = {"num_fewshot": num_fewshot, **(options or {})}
+    paths = tuple(sorted(include_paths or ()))
+    return [Cell(model=model, task=task, task_group="generative", adapter="lm_eval",
+                 hyperparameters=tuple(sorted(settings.items())), seed=0, limit=limit, data_dir=data_dir,
+                 options=(("include_paths", paths),))
+            for model in models for task in task_names]

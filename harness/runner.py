@@ -175,10 +175,13 @@ class Runner:
         """The model with the given head, loaded on first use and cached for the process."""
         if head not in HEADS:
             raise ValueError(f"unknown head {head}")
-        key = (spec.model_id, spec.revision, head, num_labels, problem_type, training)
+        key = (spec.model_id, spec.revision, head, training)
         if key in self._models:
             loaded = self._models.pop(key)
             self._models[key] = loaded  # most recently used last
+            if head == "sequence-classification" and not self._set_labels(loaded, num_labels, problem_type):
+                loaded = self._from_pretrained(spec, head, loaded.tokenizer, num_labels, problem_type, training)
+                self._models[key] = loaded
             self._activate(loaded)
             return loaded
         tok = self.tokenizer(spec)
@@ -189,6 +192,34 @@ class Runner:
             del self._models[old_key]
         self._activate(loaded)
         return loaded
+
+    @staticmethod
+    def _set_labels(loaded: LoadedModel, num_labels: int | None, problem_type: str | None) -> bool:
+        """Give a cached classification model a task head with ``num_labels`` outputs instead of
+        loading its weights again: the head is new (re-initialised per cell) anyway. False when
+        the head cannot be found, and the caller loads afresh."""
+        model = loaded.model
+        if num_labels is None or (model.config.num_labels == num_labels and model.config.problem_type == problem_type):
+            return True
+        old = model.config.num_labels
+        heads = [name for name in sorted({k.rsplit(".", 1)[0] for k in loaded.new_keys})
+                 if isinstance(model.get_submodule(name), torch.nn.Linear) and model.get_submodule(name).out_features == old]
+        if len(heads) != 1:
+            return False
+        name = heads[0]
+        layer = model.get_submodule(name)
+        new = torch.nn.Linear(layer.in_features, num_labels, bias=layer.bias is not None,
+                              device=layer.weight.device, dtype=layer.weight.dtype)
+        parent, _, attr = name.rpartition(".")
+        setattr(model.get_submodule(parent) if parent else model, attr, new)
+        for pname, param in new.named_parameters():
+            if loaded.pristine is not None:
+                loaded.pristine[f"{name}.{pname}"] = param.detach().to("cpu", copy=True)
+        model.config.num_labels = num_labels
+        model.config.problem_type = problem_type
+        if hasattr(model, "num_labels"):
+            model.num_labels = num_labels
+        return True
 
     def _from_pretrained(self, spec, head, tok, num_labels, problem_type, training) -> LoadedModel:
         from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoModelForSequenceClassification
@@ -232,6 +263,13 @@ class Runner:
             model.eval()
         return LoadedModel(spec=spec, head=head, model=model, tokenizer=tok, new_keys=new_keys,
                            pristine=pristine, parameters=sum(p.numel() for p in model.parameters()))
+
+    def parameters_of(self, spec: ModelSpec) -> int | None:
+        """Parameter count of a loaded model of ``spec`` (any head), None if none is loaded."""
+        for (model_id, revision, *_), loaded in self._models.items():
+            if (model_id, revision) == (spec.model_id, spec.revision):
+                return loaded.parameters
+        return None
 
     def _activate(self, loaded: LoadedModel) -> None:
         for other in self._models.values():

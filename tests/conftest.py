@@ -4,6 +4,9 @@ import os
 for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "HF_EVALUATE_OFFLINE"):
     os.environ[var] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# The tiny test models are fastest on one thread, and on a busy 2-core machine several
+# OpenMP threads per process spin against each other (a 30x slow-down was measured).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest  # noqa: E402
 

@@ -27,8 +27,8 @@ def test_rerun_recomputes_no_finished_cell(tiny_pair, demo_data, tmp_path, capsy
     calls = []
     from harness import cells
 
-    real = cells.run_classification
-    monkeypatch.setattr("harness.executors.run_classification",
+    real = cells.run_cell
+    monkeypatch.setattr("harness.executors.run_cell",
                         lambda cell, *a, **k: calls.append(cell.key) or real(cell, *a, **k))
     assert quick_run(tiny_pair, demo_data, tmp_path) == 0
     out = capsys.readouterr().out
@@ -46,14 +46,14 @@ def test_rerun_recomputes_no_finished_cell(tiny_pair, demo_data, tmp_path, capsy
 def test_a_failed_cell_is_recorded_and_the_others_finish(tiny_pair, demo_data, tmp_path, monkeypatch, capsys):
     from harness import cells
 
-    real = cells.run_classification
+    real = cells.run_cell
 
     def flaky(cell, *a, **k):
         if cell.task == "sst2" and cell.model.architecture == "decoder":
             raise RuntimeError("bad row")
         return real(cell, *a, **k)
 
-    monkeypatch.setattr("harness.executors.run_classification", flaky)
+    monkeypatch.setattr("harness.executors.run_cell", flaky)
     assert quick_run(tiny_pair, demo_data, tmp_path) == 1
     store = ResultStore(tmp_path)
     assert len(store.records()) == 3

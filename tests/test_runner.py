@@ -121,3 +121,20 @@ def test_training_step_does_not_depend_on_micro_batching(tiny_pair):
         runner.train_step(model, opt, seqs, labels, tok.pad_token_id, F.cross_entropy)
         results.append(model.classifier.weight.detach().clone())
     torch.testing.assert_close(results[0], results[1], atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("arch", ["encoder", "decoder"])
+def test_one_load_serves_every_label_count(tiny_pair, arch):
+    """GLUE needs 2-way, 3-way and regression heads: the weights are read once."""
+    runner = Runner(device="cpu")
+    spec = resolve(tiny_pair[arch])
+    seqs = [[1, 5, 6, 2], [1, 7, 2]]
+    shapes = []
+    for labels, problem in ((2, "single_label_classification"), (3, "single_label_classification"),
+                            (1, "regression"), (2, "single_label_classification")):
+        loaded = runner.load(spec, "sequence-classification", num_labels=labels, problem_type=problem, training=True)
+        model = runner.fresh(loaded, seed=0)
+        assert model.config.num_labels == labels and model.config.problem_type == problem
+        shapes.append(tuple(runner.predict(model, seqs, loaded.tokenizer.pad_token_id).shape))
+    assert shapes == [(2, 2), (2, 3), (2, 1), (2, 2)]
+    assert runner.loads == 1
