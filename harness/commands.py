@@ -74,6 +74,9 @@ def run(args) -> int:
     for spec in model_specs:
         cells += plan.lm_eval_cells([spec], generative, args.limit, data_dir, args.num_fewshot,
                                     lm_eval_options(spec.architecture, args), args.include_path)
+    # all cells of a model together (a stable sort keeps warm starts after their sources)
+    order = {spec: i for i, spec in enumerate(model_specs)}
+    cells.sort(key=lambda c: order[c.model])
     return execute(cells, specs, args, args.output_path)
 
 
@@ -154,14 +157,15 @@ def demo(args) -> int:
     from harness.report import write_report
 
     report_dir = os.path.join(args.output_path, "report")
-    write_report([args.output_path], report_dir)
+    paths = write_report([args.output_path], report_dir)
     say("\nThese are tiny random-weight stand-ins fine-tuned on small synthetic GLUE-format data "
         f"({DEMO_DATA_DIR}) and scored on a small multiple-choice fixture; the numbers check the pipeline, "
         "not the Ettin models.")
     say("To run the real models (needs Hugging Face hub access, ideally a GPU):\n"
         "  ettin-eval run --sizes 17m,150m --arch both --tasks glue,generative --device cuda "
         "--output-path results/runs/ettin")
-    say(f"Results of this demo: {args.output_path}; report (tables, plots, leaderboard): {report_dir}")
+    say(f"Results of this demo: {args.output_path}; report (tables, leaderboard): {report_dir}; "
+        f"plots: {os.path.dirname(paths['plots/scaling.png'])}")
     return code
 
 

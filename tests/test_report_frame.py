@@ -19,12 +19,12 @@ HEADLINE = {"cola": "matthews_correlation", "stsb": "spearmanr"}
 
 def put(root, variant: str, size: str, task: str, score: float, *, seed: int = 0, lr: float = 1e-5,
         revision: str | None = None, samples: list | None = None, status: str = "ok", metrics: dict | None = None,
-        timestamp: str = "2025-07-01T12:00:00+00:00", split: str = "validation") -> dict:
+        timestamp: str = "2025-07-01T12:00:00+00:00", split: str = "validation", group: str | None = None) -> dict:
     """Write one record (and its per-example outputs) the way a run does; returns it."""
     arch = variant.split("-")[0]
     family = "tiny" if size == "tiny" else ("ettin" if variant in ("encoder", "decoder") else "ettin-cross")
     name = f"tiny-{variant}" if size == "tiny" else f"ettin-{variant}-{size}"
-    generative = task in GENERATIVE_TASKS
+    generative = group == "generative" if group else task in GENERATIVE_TASKS
     headline = "acc" if generative else HEADLINE.get(task, "accuracy")
     key = f"{name}__{task}__{revision}__{lr}__{seed}"
     store = ResultStore(root)
@@ -125,6 +125,17 @@ def test_glue_and_generative_averages_as_the_paper_computes_them(tmp_path):
     assert "Generative" in text and "GLUE" in text
     assert "Gen avg needs all 10 of arc_challenge, " in text and "blank here: missing triviaqa" in text
     assert "GLUE avg needs all 8 of cola, " in text and "blank here: missing qqp" in text
+
+
+def test_tasks_of_one_group_stay_together_with_its_average_last(tmp_path):
+    put(tmp_path, "encoder", "17m", "zz_custom", 0.3)  # a task of your own (GLUE group)
+    put(tmp_path, "encoder", "17m", "arc_challenge_local", 0.4, group="generative")
+    put(tmp_path, "encoder", "17m", "arc_challenge", 0.5)
+    put(tmp_path, "encoder", "17m", "sst2", 0.6)
+    table = comparison_table(best_scores(headline_frame(tmp_path)))
+    tasks = list(dict.fromkeys(t for t, _ in table.columns))
+    assert tasks == ["sst2", "zz_custom", "GLUE avg", "arc_challenge", "arc_challenge_local", "Gen avg"]
+    assert table.at["17m", ("zz_custom", "encoder")] == pytest.approx(30.0)
 
 
 def test_cross_objective_models_and_revisions_are_rows_of_their_own(tmp_path):

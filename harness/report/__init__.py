@@ -18,12 +18,12 @@ from harness.report.frame import (
 from harness.report.leaderboard import COLUMNS as LEADERBOARD_COLUMNS
 from harness.report.leaderboard import leaderboard_frame, write_leaderboard
 from harness.report.plots import plot_figure1, plot_gap_heatmap, plot_scaling
-from harness.report.reference import load_reference, versus_published
+from harness.report.reference import delta_table, load_reference, versus_published
 from harness.report.significance import bootstrap_ci, outputs_of, paired_bootstrap, significance_table
 
 __all__ = [
     "LEADERBOARD_COLUMNS", "Report", "best_scores", "bootstrap_ci", "build_report", "comparison_table",
-    "headline_frame", "leaderboard_frame", "load_reference", "load_results", "model_scores", "outputs_of",
-    "paired_bootstrap", "plot_figure1", "plot_gap_heatmap", "plot_scaling", "significance_table",
+    "delta_table", "headline_frame", "leaderboard_frame", "load_reference", "load_results", "model_scores",
+    "outputs_of", "paired_bootstrap", "plot_figure1", "plot_gap_heatmap", "plot_scaling", "significance_table",
     "versus_published", "write_leaderboard", "write_report",
 ]

@@ -112,11 +112,14 @@ def row_label(r: dict) -> str:
 
 
 def task_order(best: pd.DataFrame) -> list[tuple[str, str]]:
-    """(group, task) in paper order: GLUE tasks, generative tasks, then any others."""
+    """(group, task), grouped: GLUE, generative, then other groups; in a group the paper's tasks
+    in paper order, then any others by name."""
     groups = dict(zip(best["task"], best["task_group"]))
     known = [t for t in GLUE_TASKS + GENERATIVE_TASKS if t in groups]
     others = sorted(t for t in groups if t not in known)
-    return [(str(groups[t] or "other"), t) for t in known + others]
+    pairs = [(str(groups[t] or "other"), t) for t in known + others]
+    rank = {"glue": 0, "generative": 1}
+    return sorted(pairs, key=lambda p: (rank.get(p[0], 2), p[0]))
 
 
 def group_average(scores: dict, group: str) -> float | None:
@@ -152,7 +155,7 @@ def comparison_table(best: pd.DataFrame, scale: float = 100.0) -> pd.DataFrame:
             columns[(task, arch)] = pivot[(task, arch)] if (task, arch) in pivot else empty
         columns[(task, "gap")] = columns[(task, "encoder")] - columns[(task, "decoder")]
         last_of_group = i + 1 == len(order) or order[i + 1][0] != group
-        if last_of_group and group in AVERAGES:
+        if last_of_group and _has_average(group, [t for g, t in order if g == group]):
             name = AVERAGES[group][0]
             for arch in ("encoder", "decoder"):
                 values = [group_average({t: columns[(t, arch)][row] for g, t in order if g == group}, group)
@@ -172,10 +175,16 @@ def column_groups(best: pd.DataFrame) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for group, task in task_order(best):
         out.setdefault(GROUP_TITLES.get(group, group), []).append(task)
+    order = task_order(best)
     for group, (name, _) in AVERAGES.items():
-        if GROUP_TITLES[group] in out:
+        if _has_average(group, [t for g, t in order if g == group]):
             out[GROUP_TITLES[group]].append(name)
     return out
+
+
+def _has_average(group: str, tasks: list[str]) -> bool:
+    """A group's average column shows once any of the tasks it averages is present."""
+    return group in AVERAGES and bool(set(tasks) & set(AVERAGES[group][1]))
 
 
 def average_notes(best: pd.DataFrame) -> list[str]:

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from harness.metrics import METRICS
+from harness.report.frame import task_order
 from harness.results import ResultStore
 
 LEVEL = 0.95
@@ -41,13 +42,20 @@ class Outputs:
 
     def replicates(self, idx: np.ndarray) -> np.ndarray:
         """The score on each resample; ``idx`` is [replicates, examples] of positions."""
-        if self.labels is None:
-            return self.values[:, idx].mean(axis=2).mean(axis=0)
-        if self.metric == "accuracy":  # vectorised; equal to harness.metrics.accuracy
-            correct = self.values == self.labels[None, :]
-            return correct[:, idx].mean(axis=2).mean(axis=0)
+        per_example = self._per_example()
+        if per_example is not None:  # a mean over examples: averaging the seeds first gives the same number
+            return per_example[idx].mean(axis=1)
         fn = METRICS[self.metric]
         return np.array([np.mean([fn(v[i], self.labels[i]) for v in self.values]) for i in idx])
+
+    def _per_example(self) -> np.ndarray | None:
+        """Per-example value averaged over seeds, for scores that are a mean over examples
+        (per-example metric values; accuracy, equal to harness.metrics.accuracy); None otherwise."""
+        if self.labels is None:
+            return self.values.astype(float).mean(axis=0)
+        if self.metric == "accuracy":
+            return (self.values == self.labels[None, :]).mean(axis=0)
+        return None
 
 
 def _row_id(row: dict):
@@ -87,18 +95,30 @@ def outputs_of(records: list[dict]) -> Outputs | None:
                     table.setdefault(_row_id(row), (value, None))
         per_seed.append(table)
     ids = [k for k in per_seed[0] if all(k in t for t in per_seed[1:])]
-    if not ids:
+    if not ids or (classification and metric != "accuracy" and metric not in METRICS):
         return None
     values = np.array([[t[k][0] for k in ids] for t in per_seed])
     labels = np.array([per_seed[0][k][1] for k in ids]) if classification else None
     return Outputs(metric, ids, values, labels)
 
 
+def _resampled(outputs: list[Outputs], n_boot: int, seed: int, cells: int = 2_000_000) -> list[np.ndarray]:
+    """Each output's score on the same ``n_boot`` resamples of its examples, drawn in chunks of
+    about ``cells`` indices so that a 40k-example dev set does not need gigabytes."""
+    rng = np.random.default_rng(seed)
+    n = len(outputs[0].ids)
+    chunk = max(1, cells // max(n, 1))
+    parts: list[list[np.ndarray]] = [[] for _ in outputs]
+    for start in range(0, n_boot, chunk):
+        idx = rng.integers(0, n, size=(min(chunk, n_boot - start), n))
+        for part, out in zip(parts, outputs):
+            part.append(out.replicates(idx))
+    return [np.concatenate(p) for p in parts]
+
+
 def bootstrap_ci(outputs: Outputs, n_boot: int = 1000, seed: int = 0, level: float = LEVEL) -> tuple:
     """(point estimate, low, high): percentile bootstrap interval of the score."""
-    rng = np.random.default_rng(seed)
-    n = len(outputs.ids)
-    reps = outputs.replicates(rng.integers(0, n, size=(n_boot, n)))
+    (reps,) = _resampled([outputs], n_boot, seed)
     lo, hi = np.nanquantile(reps, [(1 - level) / 2, (1 + level) / 2])
     return outputs.score(), float(lo), float(hi)
 
@@ -106,13 +126,13 @@ def bootstrap_ci(outputs: Outputs, n_boot: int = 1000, seed: int = 0, level: flo
 def paired_bootstrap(a: Outputs, b: Outputs, n_boot: int = 1000, seed: int = 0, level: float = LEVEL) -> dict:
     """Paired bootstrap of score(a) - score(b) on the examples both have: the difference, its
     percentile interval, a two-sided p-value, and whether the interval excludes zero."""
-    common = [k for k in a.ids if k in set(b.ids)]
+    in_b = set(b.ids)
+    common = [k for k in a.ids if k in in_b]
     if not common:
         raise ValueError("the two outputs share no example")
     a, b = a.take(common), b.take(common)
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(common), size=(n_boot, len(common)))
-    diffs = a.replicates(idx) - b.replicates(idx)
+    reps_a, reps_b = _resampled([a, b], n_boot, seed)
+    diffs = reps_a - reps_b
     diff = a.score() - b.score()
     lo, hi = np.nanquantile(diffs, [(1 - level) / 2, (1 + level) / 2])
     p = min(1.0, 2 * min(np.mean(diffs <= 0), np.mean(diffs >= 0)))
@@ -149,4 +169,9 @@ def significance_table(frame: pd.DataFrame, best: pd.DataFrame, n_boot: int = 10
             entry.update({"gap": test["diff"] * scale, "gap_lo": test["lo"] * scale, "gap_hi": test["hi"] * scale,
                           "p_value": test["p_value"], "significant": test["significant"], "n_examples": test["n"]})
         rows.append(entry)
-    return pd.DataFrame(rows, columns=SIG_COLUMNS)
+    table = pd.DataFrame(rows, columns=SIG_COLUMNS)
+    row_rank = {r: i for i, r in enumerate(dict.fromkeys(best.sort_values("parameters", na_position="last")["row"]))}
+    task_rank = {t: i for i, (_, t) in enumerate(task_order(best))}
+    order = sorted(table.index, key=lambda i: (row_rank.get(table.at[i, "row"], 99),
+                                               task_rank.get(table.at[i, "task"], 99)))
+    return table.loc[order].reset_index(drop=True)

@@ -28,7 +28,8 @@ def not_significant(sig: pd.DataFrame | None) -> set:
 
 
 def formatted(table: pd.DataFrame, tasks: list[str], sig: pd.DataFrame | None = None, dagger: str = DAGGER):
-    """The table's columns of ``tasks`` as strings, columns (display name, enc|dec|gap)."""
+    """The table's columns of ``tasks`` as strings, columns (display name, enc|dec|gap); rows with
+    no score among them are left out."""
     marks = not_significant(sig)
     out = {}
     for task in tasks:
@@ -39,7 +40,7 @@ def formatted(table: pd.DataFrame, tasks: list[str], sig: pd.DataFrame | None = 
             out[(display(task), PARTS[part])] = values
     frame = pd.DataFrame(out, index=table.index)
     frame.columns = pd.MultiIndex.from_tuples(frame.columns)
-    return frame
+    return frame[(frame != "-").any(axis=1)]  # a row without any score in this group is left out
 
 
 def terminal(table: pd.DataFrame, groups: dict, sig=None) -> str:

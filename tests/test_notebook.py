@@ -1,0 +1,46 @@
+"""notebooks/analysis.ipynb is stored without outputs and runs top to bottom on a results folder
+shaped like the demo's (tiny pair on sst2, mnli, rte, stsb, per-example outputs kept)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+from test_report_frame import put
+
+NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "analysis.ipynb"
+
+
+def demo_like_results(root: Path) -> None:
+    for arch, right in (("encoder", 8), ("decoder", 6)):
+        for task in ("sst2", "mnli", "rte"):
+            split = "validation_matched" if task == "mnli" else "validation"
+            rows = [{"split": split, "idx": i, "pred": int(i % 10 < right), "label": 1} for i in range(60)]
+            put(root, arch, "tiny", task, right / 10, samples=rows, split=split)
+        rows = [{"split": "validation", "idx": i, "pred": float(i % 5 + (arch == "decoder") * (i % 3)),
+                 "label": float(i % 5)} for i in range(60)]
+        put(root, arch, "tiny", "stsb", 0.9, samples=rows)
+
+
+def test_notebook_is_stored_without_outputs():
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert code and all(c.outputs == [] and c.execution_count is None for c in code)
+
+
+def test_notebook_runs_top_to_bottom(tmp_path, monkeypatch):
+    demo_like_results(tmp_path / "results")
+    monkeypatch.setenv("ETTIN_RESULTS", str(tmp_path / "results"))
+    monkeypatch.setenv("ETTIN_REPORT_OUT", str(tmp_path / "report"))
+    monkeypatch.setenv("ETTIN_BOOTSTRAP", "200")
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    NotebookClient(nb, timeout=120, kernel_name="python3",
+                   resources={"metadata": {"path": str(NOTEBOOK.parent)}}).execute()
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    images = [o for o in outputs if "image/png" in o.get("data", {})]
+    assert len(images) == 3
+    assert (tmp_path / "report" / "plots" / "gap_heatmap.pdf").stat().st_size > 0
+    assert (tmp_path / "report" / "significance.csv").read_text().count("\n") == 1 + 4
