@@ -76,6 +76,22 @@ def build_parser() -> argparse.ArgumentParser:
                                                    "on a GPU, else sdpa), sdpa, eager, flash_attention_2")
     hw.add_argument("--token-budget", type=int, metavar="N",
                     help="padded tokens per forward batch (default 65536 on GPU, 8192 on CPU); halved on OOM")
+    execution = run.add_argument_group("execution")
+    execution.add_argument("--executor", default="local",
+                           help="local (default: this process, one cell after another) or ray (every cell a Ray "
+                                "task on a Ray cluster; pip install 'ettin-harness[ray]')")
+    execution.add_argument("--address",
+                           help="ray: address of an existing Ray cluster (auto, HOST:PORT or ray://HOST:PORT); "
+                                "default: start a local one on this machine")
+    execution.add_argument("--gpus-per-cell", type=float, metavar="N",
+                           help="ray: GPUs per cell (default 1 when the cluster has GPUs, else 0: CPU cells); "
+                                "0.5 packs two cells on a GPU")
+    execution.add_argument("--retries", type=int, default=2, metavar="N",
+                           help="run a cell that raises (OOM after back-off, bad row, lost worker) up to N more "
+                                "times before recording it as failed (default 2)")
+    execution.add_argument("--shared-dir", metavar="DIR",
+                           help="ray: folder every node reads and writes, for warm-start checkpoints "
+                                "(default --output-path)")
     out = run.add_argument_group("output")
     out.add_argument("--output-path", default=DEFAULT_OUTPUT, help=f"results folder (default {DEFAULT_OUTPUT})")
     out.add_argument("--log-samples", action="store_true",

@@ -7,7 +7,6 @@ import sys
 
 from harness import grids, models, plan, tasks
 from harness.errors import UserError
-from harness.executors import LocalExecutor
 from harness.results import ResultStore
 
 DEMO_GENERATIVE_TASK = "generative_demo"
@@ -104,16 +103,23 @@ def lm_eval_options(architecture: str, args) -> dict:
 
 
 def execute(cells, specs, args, output_path: str) -> int:
-    from harness.runner import Runner
+    from harness.executors import make_executor
 
     store = ResultStore(output_path)
-    runner = Runner(args.device, args.dtype, args.attn, args.token_budget)
-    say(f"ettin-eval: {len(cells)} cells -> {output_path} on {runner.describe()}")
-    summary = LocalExecutor(runner, store, {s.name: s for s in specs}, progress=not args.quiet,
-                            log_samples=getattr(args, "log_samples", False)).run(cells)
-    say(f"ettin-eval: {summary.line()}; {runner.loads} model loads")
+    executor = make_executor(args, store, {s.name: s for s in specs})
+    try:
+        say(f"ettin-eval: {len(cells)} cells -> {output_path} on {executor.describe()}")
+        summary = executor.run(cells)
+    finally:
+        executor.close()
+    say(f"ettin-eval: {summary.line()}; {summary.loads} model loads")
+    for key in summary.failed[:10]:
+        say(f"  failed: {key}: {(store.get(key) or {}).get('error')}")
+    if summary.failed:
+        say(f"ettin-eval: {len(summary.failed)} cells failed after {getattr(args, 'retries', 2)} retries; they show "
+            "as missing in the report, and the same command runs them again")
     print_comparison(output_path)
-    return 1 if summary.failed else 0
+    return 1 if summary.failed or summary.blocked else 0
 
 
 def print_comparison(*roots) -> None:

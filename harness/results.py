@@ -8,6 +8,8 @@ Layout of a results folder::
 
 A record file appears only complete (written to a temporary file, then renamed), so a crash
 never leaves half a record and two runs writing into one folder never corrupt each other.
+``.locks/<cell_key>.lock`` lets a run claim a cell, so two runs into one folder do not compute
+the same cell twice (an flock: the kernel releases it when its holder dies, even by kill -9).
 """
 
 from __future__ import annotations
@@ -20,6 +22,11 @@ import tempfile
 import warnings
 from datetime import datetime, timezone
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # Windows: no claims, so two runs into one folder may compute a cell twice
+    fcntl = None
 
 SCHEMA_VERSION = 1
 
@@ -102,6 +109,30 @@ class ResultStore:
         path = self.record_path(record["cell_key"])
         atomic_write_text(path, json.dumps(record, indent=1, sort_keys=True, default=_json_default))
         return path
+
+    def unreadable(self, key: str) -> bool:
+        """True when the cell's record file exists but is not a record this harness reads
+        (truncated, foreign, another schema version): it must be neither trusted nor overwritten."""
+        return self.record_path(key).exists() and self.get(key) is None
+
+    def claim(self, key: str, wait: bool = False) -> int | None:
+        """An exclusive claim on one cell across processes: an open file descriptor to hand to
+        ``release``, or None when another process holds the claim and ``wait`` is False."""
+        path = self.root / ".locks" / f"{key}.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        if fcntl is None:
+            return fd
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        return fd
+
+    @staticmethod
+    def release(claim: int) -> None:
+        os.close(claim)  # closing the descriptor drops the flock; the empty lock file stays
 
     def write_samples(self, key: str, rows: list[dict]) -> str:
         path = self.samples_dir / f"{key}.jsonl"

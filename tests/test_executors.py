@@ -1,0 +1,181 @@
+"""The local executor's fault handling: retries, failed cells, unreadable records, claims."""
+
+import sys
+import threading
+import warnings
+
+import pytest
+
+from conftest import run_cli
+from harness import plan, tasks
+from harness.executors import LocalExecutor, Summary
+from harness.models import ModelSpec
+from harness.results import CorruptRecord, ResultStore
+from harness.runner import Runner
+
+
+def tiny_cells(tiny_pair, demo_data, task_names=("sst2",), lrs=(1e-3,), archs=("encoder",)):
+    specs = tasks.select(list(task_names), tasks.load_tasks())
+    models = [ModelSpec(model_id=tiny_pair[a], architecture=a, name=a) for a in archs]
+    cells = plan.classification_cells(models, specs, "small", {"lr": lrs, "epochs": (1,)}, seeds=1, limit=48,
+                                      data_dir=demo_data)
+    return cells, {s.name: s for s in specs}
+
+
+def counting(monkeypatch, fail=lambda cell, attempt: False):
+    """Wrap the executor's run_cell: count calls per cell, raise where ``fail`` says so."""
+    from harness import cells as cells_module
+
+    calls: dict[str, int] = {}
+    real = cells_module.run_cell
+
+    def run_cell(cell, *a, **k):
+        calls[cell.key] = calls.get(cell.key, 0) + 1
+        if fail(cell, calls[cell.key]):
+            raise RuntimeError(f"bad row in {cell.task}")
+        return real(cell, *a, **k)
+
+    monkeypatch.setattr("harness.executors.run_cell", run_cell)
+    return calls
+
+
+def test_a_flaky_cell_is_retried_and_a_broken_one_recorded_as_failed(tiny_pair, demo_data, tmp_path, monkeypatch):
+    cells, specs = tiny_cells(tiny_pair, demo_data, lrs=(1e-3, 2e-3, 3e-3))
+    flaky, broken, fine = cells
+    calls = counting(monkeypatch, lambda cell, n: (cell.key == flaky.key and n == 1) or cell.key == broken.key)
+    runner = Runner("cpu", "fp32")
+    summary = LocalExecutor(runner, ResultStore(tmp_path), specs, progress=False, retries=2).run(cells)
+    assert calls == {flaky.key: 2, broken.key: 3, fine.key: 1}
+    assert sorted(summary.done) == sorted([flaky.key, fine.key]) and summary.failed == [broken.key]
+    assert runner.loads == summary.loads == 1  # retries reuse the loaded model
+    record = ResultStore(tmp_path).get(broken.key)
+    assert record["status"] == "failed" and record["error"] == "RuntimeError: bad row in sst2"
+
+    calls.clear()  # the next run runs only the failed cell
+    summary = LocalExecutor(runner, ResultStore(tmp_path), specs, progress=False, retries=0).run(cells)
+    assert calls == {broken.key: 1} and len(summary.skipped) == 2 and summary.failed == [broken.key]
+
+
+def test_failed_cells_exit_1_and_show_as_missing_in_the_report(tiny_pair, demo_data, tmp_path, monkeypatch, capsys):
+    calls = counting(monkeypatch, lambda cell, n: cell.task == "sst2" and cell.model.architecture == "decoder")
+    code = run_cli("run", "--model", tiny_pair["encoder"], "--model", tiny_pair["decoder"], "--tasks", "sst2",
+                   "--data-dir", demo_data, "--lr", "1e-3", "--epochs", "1", "--limit", "48", "--retries", "1",
+                   "--output-path", tmp_path, "--quiet")
+    out = capsys.readouterr().out
+    assert code == 1 and sorted(calls.values()) == [1, 2]
+    assert "1 cells run, 0 already in the store, 1 failed" in out and "1 cells failed after 1 retries" in out
+    assert "RuntimeError: bad row in sst2" in out
+
+    from harness.report import build_report
+
+    table = build_report([tmp_path], n_boot=0).table
+    assert table[("sst2", "decoder")].isna().all() and table[("sst2", "encoder")].notna().any()
+
+
+def test_an_unreadable_record_is_reported_never_overwritten(tiny_pair, demo_data, tmp_path, capsys):
+    cells, _ = tiny_cells(tiny_pair, demo_data, lrs=(1e-3, 2e-3))
+    truncated = tmp_path / "records" / f"{cells[0].key}.json"
+    truncated.parent.mkdir(parents=True)
+    truncated.write_text('{"cell_key": "x", "metr')
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        code = run_cli("run", "--model", tiny_pair["encoder"], "--tasks", "sst2", "--data-dir", demo_data,
+                       "--lr", "1e-3,2e-3", "--epochs", "1", "--limit", "48", "--output-path", tmp_path, "--quiet")
+        assert code == 1 and "1 cells run, 0 already in the store, 0 failed, 1 blocked" in capsys.readouterr().out
+        assert truncated.read_text() == '{"cell_key": "x", "metr'
+        assert run_cli("report", tmp_path, "--bootstrap", "0") == 0
+    assert "SST-2" in capsys.readouterr().out
+    reported = [str(w.message) for w in caught if issubclass(w.category, CorruptRecord)]
+    assert reported and all(str(truncated) in m for m in reported)
+
+
+def test_a_cell_another_run_holds_is_waited_for_not_recomputed(tiny_pair, demo_data, tmp_path, monkeypatch):
+    cells, specs = tiny_cells(tiny_pair, demo_data, lrs=(1e-3, 2e-3))
+    held, free = cells
+    store = ResultStore(tmp_path)
+    claim = store.claim(held.key)  # "another run" is computing this cell
+
+    def other_run_finishes():
+        store.write({"cell_key": held.key, "status": "ok", "model": held.model.model_id, "task": "sst2",
+                     "metrics": {"accuracy": 0.5}, "headline_metric": "accuracy"})
+        store.release(claim)
+
+    timer = threading.Timer(1.0, other_run_finishes)
+    timer.start()
+    calls = counting(monkeypatch)
+    summary = LocalExecutor(Runner("cpu", "fp32"), ResultStore(tmp_path), specs, progress=False).run(cells)
+    timer.join()
+    assert calls == {free.key: 1} and summary.skipped == [held.key] and summary.done == [free.key]
+
+
+def test_summary_line():
+    s = Summary(done=["a"], skipped=["b", "c"], failed=["d"], blocked=["e"])
+    assert s.line() == "1 cells run, 2 already in the store, 1 failed, 1 blocked by unreadable record files"
+
+
+BAD_FLAGS = [
+    (["--executor", "slurm"], "unknown --executor 'slurm'; use local"),
+    (["--retries", "-1"], "--retries must be 0 or more"),
+    (["--address", "auto"], "--address only apply to --executor ray"),
+    (["--executor", "ray", "--address", "127.0.0.1:1"], "cannot reach a Ray cluster at --address 127.0.0.1:1"),
+    (["--executor", "ray", "--gpus-per-cell", "-1"], "--gpus-per-cell must be 0 (CPU) or more"),
+]
+
+
+@pytest.mark.parametrize("flags,message", BAD_FLAGS)
+def test_bad_execution_flags_are_one_line_and_exit_code_2(flags, message, tiny_pair, demo_data, tmp_path, capsys):
+    if "ray" in flags:
+        pytest.importorskip("ray", reason="Ray is not installed (pip install 'ettin-harness[ray]')")
+    code = run_cli("run", "--model", tiny_pair["encoder"], "--tasks", "sst2", "--data-dir", demo_data,
+                   "--output-path", tmp_path, "--quiet", *flags)
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "records").exists()
+
+
+def test_ray_executor_without_ray_installed(tiny_pair, demo_data, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray now raises ImportError
+    code = run_cli("run", "--model", tiny_pair["encoder"], "--tasks", "sst2", "--data-dir", demo_data,
+                   "--output-path", tmp_path, "--executor", "ray", "--quiet")
+    err = capsys.readouterr().err
+    assert code == 2 and "pip install 'ettin-harness[ray]'" in err and len(err.strip().splitlines()) == 1
+
+
+def test_resume_of_warm_started_cells(tiny_pair, demo_data, tmp_path, monkeypatch):
+    cells, specs = tiny_cells(tiny_pair, demo_data, ("mnli", "rte"), lrs=(1e-3, 3e-3), archs=("encoder", "decoder"))
+    store = ResultStore(tmp_path)
+    first = LocalExecutor(Runner("cpu", "fp32"), store, specs, progress=False).run(cells)
+    assert len(first.done) == 8
+    rte = {r["model_name"]: r for r in store.records() if r["task"] == "rte"}
+    kept = sorted(p.stem for p in (tmp_path / "checkpoints").iterdir())
+    assert kept == sorted({r["hyperparameters"]["init_from"] for r in rte.values()}) and len(kept) == 2
+
+    # the decoder's RTE records are lost: only they run again, from the kept MNLI checkpoint
+    for r in store.records():
+        if r["task"] == "rte" and r["architecture"] == "decoder":
+            store.record_path(r["cell_key"]).unlink()
+    calls = counting(monkeypatch)
+    summary = LocalExecutor(Runner("cpu", "fp32"), store, specs, progress=False).run(cells)
+    assert len(calls) == 2 and len(summary.skipped) == 6 and summary.loads == 1
+
+    # the encoder's MNLI checkpoint is deleted by hand: that MNLI cell is fine-tuned again for its
+    # weights (same seed, same record), then the encoder's RTE cells that were lost run from it
+    encoder_best = rte["encoder"]["hyperparameters"]["init_from"]
+    (tmp_path / "checkpoints" / f"{encoder_best}.safetensors").unlink()
+    for r in store.records():
+        if r["task"] == "rte" and r["architecture"] == "encoder":
+            store.record_path(r["cell_key"]).unlink()
+    before = store.get(encoder_best)
+    calls.clear()
+    LocalExecutor(Runner("cpu", "fp32"), store, specs, progress=False).run(cells)
+    assert list(calls)[0] == encoder_best and len(calls) == 3
+    assert store.get(encoder_best)["metrics"] == before["metrics"]
+    assert sorted(p.stem for p in (tmp_path / "checkpoints").iterdir()) == kept
+
+
+def test_help_lists_the_execution_flags(capsys):
+    with pytest.raises(SystemExit):
+        run_cli("run", "--help")
+    out = capsys.readouterr().out
+    for flag in ("--executor", "--address", "--gpus-per-cell", "--retries", "--shared-dir"):
+        assert flag in out

@@ -1,0 +1,97 @@
+"""The ray executor on a local CPU-only Ray cluster of 2 workers (started once for this file)."""
+
+import os
+
+import pytest
+
+from harness.executors import LocalExecutor
+from harness.results import ResultStore
+from harness.runner import Runner
+from test_executors import tiny_cells
+
+ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'ettin-harness[ray]')")
+
+COMPARED = ("cell_key", "metrics", "train_loss", "train_steps", "n_examples", "hyperparameters", "tokens_processed",
+            "status", "device")
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    try:
+        ray.init(num_cpus=2, num_gpus=0, include_dashboard=False, object_store_memory=100 * 2**20,
+                 log_to_driver=False)
+    except Exception as exc:  # e.g. no /dev/shm or no free ports in a sandbox
+        pytest.skip(f"a local Ray cluster cannot start here: {type(exc).__name__}: {exc}")
+    yield ray
+    ray.shutdown()
+
+
+def ray_executor(store, specs, **kw):
+    from harness.ray_executor import RayExecutor
+
+    return RayExecutor(store, specs, settings=("cpu", "fp32", "auto", None), progress=False, **kw)
+
+
+def test_ray_writes_the_records_a_local_run_writes(cluster, tiny_pair, demo_data, tmp_path):
+    # both architectures, a grid, and RTE warm-started from the best MNLI cell of each model
+    cells, specs = tiny_cells(tiny_pair, demo_data, ("sst2", "mnli", "rte"), lrs=(1e-3, 3e-3),
+                              archs=("encoder", "decoder"))
+    local = LocalExecutor(Runner("cpu", "fp32"), ResultStore(tmp_path / "local"), specs, progress=False).run(cells)
+    executor = ray_executor(ResultStore(tmp_path / "ray"), specs)
+    assert executor.slots == 2 and executor.gpus_per_cell == 0
+    remote = executor.run(cells)
+    assert len(remote.done) == len(local.done) == 12 and not remote.failed
+    assert remote.loads <= 2 * 2  # each worker loads each model at most once, whatever the cell count
+
+    def records(name):
+        return {r["cell_key"]: r for r in ResultStore(tmp_path / name).records()}
+
+    mine, theirs = records("local"), records("ray")
+    assert set(mine) == set(theirs)
+    for key in mine:
+        assert {f: mine[key][f] for f in COMPARED} == {f: theirs[key][f] for f in COMPARED}, key
+        assert (tmp_path / "ray" / theirs[key]["samples"]).read_text() == \
+            (tmp_path / "local" / mine[key]["samples"]).read_text()
+    assert sorted(p.name for p in (tmp_path / "ray" / "checkpoints").iterdir()) == \
+        sorted(p.name for p in (tmp_path / "local" / "checkpoints").iterdir())
+
+    again = ray_executor(ResultStore(tmp_path / "ray"), specs).run(cells)  # resume: nothing left to do
+    assert again.done == [] and len(again.skipped) == 12 and again.loads == 0
+
+
+def test_a_lost_worker_is_retried_and_a_broken_cell_recorded_as_failed(cluster, tiny_pair, demo_data, tmp_path):
+    from harness.ray_executor import run_on_worker
+
+    cells, specs = tiny_cells(tiny_pair, demo_data, lrs=(1e-3, 2e-3, 3e-3))
+    dies_once, broken, fine = cells
+    attempts = tmp_path / "attempts"
+    attempts.mkdir()
+
+    def work(cell, *args):  # pickled by value and run on the workers
+        n = len([p for p in os.listdir(attempts) if p.startswith(cell.key)])
+        open(os.path.join(attempts, f"{cell.key}.{n}"), "w").close()
+        if cell.key == dies_once.key and n == 0:
+            os._exit(1)  # the worker process dies under Ray's feet
+        if cell.key == broken.key:
+            raise ValueError("could not convert 'x' to a label")
+        return run_on_worker(cell, *args)
+
+    summary = ray_executor(ResultStore(tmp_path / "out"), specs, retries=1, work=work).run(cells)
+    tries = {c.key: len([p for p in os.listdir(attempts) if p.startswith(c.key)]) for c in cells}
+    assert tries == {dies_once.key: 2, broken.key: 2, fine.key: 1}
+    assert sorted(summary.done) == sorted([dies_once.key, fine.key]) and summary.failed == [broken.key]
+    store = ResultStore(tmp_path / "out")
+    assert store.get(broken.key)["error"] == "ValueError: could not convert 'x' to a label"
+    assert [r["cell_key"] for r in store.records()] == sorted([dies_once.key, fine.key])
+
+
+def test_the_cli_runs_on_ray_and_resumes_locally(cluster, tiny_pair, demo_data, tmp_path, capsys):
+    from conftest import run_cli
+
+    argv = ["run", "--model", tiny_pair["encoder"], "--tasks", "sst2", "--data-dir", demo_data, "--lr", "1e-3,2e-3",
+            "--epochs", "1", "--limit", "48", "--output-path", tmp_path, "--quiet"]
+    assert run_cli(*argv, "--executor", "ray") == 0
+    out = capsys.readouterr().out
+    assert "on Ray cluster (local): 0 GPUs, 1 CPU per cell, 2 cells at a time" in out and "2 cells run" in out
+    assert run_cli(*argv) == 0  # the local executor reads what the Ray run wrote
+    assert "0 cells run, 2 already in the store, 0 failed; 0 model loads" in capsys.readouterr().out
