@@ -13,7 +13,6 @@ model spec (or from lm-eval ``model_args``), and reading the LM head at chosen p
 
 from __future__ import annotations
 
-import logging
 from collections import defaultdict
 
 import torch
@@ -26,8 +25,6 @@ from lm_eval.models.utils_hf import stop_sequences_criteria
 from harness.errors import UserError
 from harness.models import ModelSpec, resolve
 from harness.runner import Runner, accepts_position_ids, pad_batch
-
-log = logging.getLogger(__name__)
 
 HEAD_CHUNK = 1024  # positions per LM-head matmul: bounds the (positions x vocab) logits in memory
 
@@ -172,8 +169,8 @@ class DecoderLM(RunnerLM):
         limit = self.max_length
         groups: dict[tuple, list[tuple[int, tuple]]] = defaultdict(list)
         for i, (ctx, cont) in enumerate(pairs):
-            if not cont:
-                raise ValueError("empty continuation")
+            if not cont or len(cont) > limit:
+                raise ValueError(f"a continuation of {len(cont)} tokens cannot be scored with max_length {limit}")
             # lm-eval's left truncation: keep the last max_length+1 tokens, drop the last input
             seq = (list(ctx) + list(cont))[-(limit + 1):]
             cont = tuple(seq[-len(cont):])

@@ -25,8 +25,6 @@ from harness.errors import UserError
 from harness.models import ModelSpec
 from harness.tasks import REPO_TASKS_DIR
 
-log = logging.getLogger(__name__)
-
 GENERATIVE_DIR = REPO_TASKS_DIR / "generative"
 # The Ettin paper's generative suite (its Table 4); arc_easy and boolq are available as well.
 GENERATIVE_GROUP = ["arc_challenge", "hellaswag", "lambada_openai", "openbookqa", "piqa", "sciq", "social_iqa",
@@ -50,6 +48,16 @@ EVAL_OPTIONS = {"bootstrap_iters", "gen_kwargs", "fewshot_random_seed"}
 for _name, _cls in (("ettin-encoder", EncoderLM), ("ettin-decoder", DecoderLM)):
     if _name not in MODEL_REGISTRY:
         register_model(_name)(_cls)
+
+
+class _NoCustomDatasetHint(logging.Filter):
+    """lm-eval warns about --metadata whenever a task has a custom_dataset, as every twin has."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Custom kwargs can be passed to `--metadata`" not in record.getMessage()
+
+
+logging.getLogger("lm_eval.api.task").addFilter(_NoCustomDatasetHint())
 
 
 # -- tasks -------------------------------------------------------------------------------------
@@ -96,12 +104,18 @@ def expand_tasks(names: list[str], include_paths: list[str] | None = None) -> li
     from lm_eval.tasks._index import Kind
 
     out: list[str] = []
+    opened: set[str] = set()  # groups and tags already expanded (guards against cycles)
 
     def visit(name: str, parent: str | None) -> None:
-        manager, entry = _lookup(name, include_paths)
+        if name in opened:
+            return
+        entry = _lookup(name, include_paths)[1]
         if entry is None:
-            where = f"in group '{parent}'" if parent else "(not a GLUE task, an lm-eval task, group or tag, nor a YAML task under --include-path)"
-            raise UserError(f"unknown task '{name}' {where}; list lm-eval's tasks with 'lm_eval ls tasks'")
+            where = (f"in group '{parent}'" if parent else
+                     "(not a GLUE task, an lm-eval task, group or tag, nor a YAML task under --include-path)")
+            raise UserError(f"unknown task '{name}' {where}; list lm-eval's tasks with 'lm-eval ls tasks'")
+        if entry.kind in (Kind.TAG, Kind.GROUP):
+            opened.add(name)
         if entry.kind == Kind.TAG:
             for member in sorted(entry.tags):
                 visit(member, name)
@@ -109,7 +123,8 @@ def expand_tasks(names: list[str], include_paths: list[str] | None = None) -> li
             for member in (entry.cfg or {}).get("task") or []:
                 if isinstance(member, dict):
                     if set(member) - {"task", "group"}:
-                        raise UserError(f"group '{name}' sets options on its task {member.get('task') or member.get('group')}; "
+                        inner = member.get("task") or member.get("group")
+                        raise UserError(f"group '{name}' sets options on its member '{inner}'; "
                                         "ask for that group's tasks by name instead")
                     member = member.get("task") or member.get("group")
                 visit(member, name)
@@ -200,17 +215,19 @@ def build_task(task: str, include_paths=None, data_dir: str | None = None):
     except UserError:
         raise
     except Exception as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        if local:
-            raise UserError(f"task '{task}' could not be built from its files ({type(exc).__name__}: {reason}); "
-                            "check its YAML and data") from None
+        reason = str(exc).splitlines()[0] if str(exc) else ""
+        if local or data_dir:
+            where = f"the files under --data-dir {data_dir}" if data_dir else "its files"
+            raise UserError(f"task '{task}' could not be built from {where} ({type(exc).__name__}: {reason}); "
+                            "check its YAML and that the files have the hub dataset's fields") from None
         dataset = (entry.cfg or {}).get("dataset_path", "?")
         alternative = (f"run its local twin '{twin.name}' instead, or add --data-dir DIR with DIR/{task}/<split>.jsonl"
                        if twin is not None else "run it with hub access first so the dataset is cached")
         if _offline():
             raise UserError(f"task '{task}' needs the Hugging Face hub dataset '{dataset}', which is not cached and "
                             f"HF_HUB_OFFLINE/HF_DATASETS_OFFLINE forbid downloading it; {alternative}") from None
-        raise UserError(f"task '{task}' could not load the hub dataset '{dataset}' ({reason}); {alternative}") from None
+        raise UserError(f"task '{task}' could not load the hub dataset '{dataset}' ({reason or type(exc).__name__}); "
+                        f"{alternative}") from None
 
 
 def headline_metric(task: str, metrics: dict) -> str:
@@ -251,6 +268,9 @@ def evaluate_task(runner, spec: ModelSpec, task: str, *, include_paths: list[str
         raise UserError(f"unknown option(s) {', '.join(unknown)} for a {spec.architecture} on lm-eval tasks; "
                         f"known: {', '.join(sorted(allowed))}")
     eval_kwargs = {k: options.pop(k) for k in list(options) if k in EVAL_OPTIONS}
+    for key in ("bootstrap_iters", "fewshot_random_seed"):
+        if key in eval_kwargs:
+            eval_kwargs[key] = int(eval_kwargs[key])
     manager, task_obj = build_task(task, include_paths, data_dir)
     lm = make_lm(runner, spec, options)
     name = task_obj.task_name
@@ -259,9 +279,9 @@ def evaluate_task(runner, spec: ModelSpec, task: str, *, include_paths: list[str
                               log_samples=log_samples, **eval_kwargs)
     raw = results["results"][name]
     metrics: dict[str, float] = {}
-    for key, value in raw.items():
-        metric, _, _filter = key.partition(",")
-        if metric != "alias" and metric not in metrics and isinstance(value, (int, float)):
+    for key, value in raw.items():  # "acc,none", "exact_match,remove_whitespace": the first filter wins
+        metric, comma, _ = key.partition(",")
+        if comma and metric not in metrics and isinstance(value, (int, float)):
             metrics[metric] = float(value)
     samples = None
     if log_samples:

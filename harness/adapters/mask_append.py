@@ -150,7 +150,7 @@ class EncoderLM(RunnerLM):
             context, gen_kwargs = req.args
             kwargs = normalize_gen_kwargs(dict(gen_kwargs), 256)
             if kwargs.get("do_sample"):
-                raise ValueError("mask-append generation is greedy; do_sample=True is not supported for encoders")
+                raise UserError("mask-append generation is greedy; do_sample=True cannot be used with encoders")
             prefix = self.tok_encode(context)
             if prefix and prefix[-1] == self.sep_id:
                 prefix = prefix[:-1]
