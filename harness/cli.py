@@ -47,8 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     tasks.add_argument("--include-path", action="append", default=[], metavar="DIR",
                        help="extra folder of task YAML files (GLUE-style classification specs or lm-eval task "
                             "YAML); repeatable")
-    tasks.add_argument("--data-dir", metavar="DIR",
-                       help="read tasks from local files DIR/<task>/<split>.jsonl (or .csv/.parquet) instead of the hub")
+    tasks.add_argument("--data-dir", action="append", default=[], metavar="DIR",
+                       help="read tasks from local files DIR/<task>/<split>.jsonl (or .csv/.parquet) instead of the "
+                            "hub; repeatable: each task reads the first DIR that has a folder for it")
     tasks.add_argument("--limit", type=int, metavar="N", help="use only the first N rows of every split (quick runs)")
     gen = run.add_argument_group("generative (lm-eval) tasks")
     gen.add_argument("--num-fewshot", type=int, metavar="N", help="few-shot examples (default: the task's own, usually 0)")

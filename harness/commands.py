@@ -47,8 +47,9 @@ def _check_common(args) -> None:
         raise UserError(f"--limit must be at least 1, not {args.limit}")
     if args.seeds < 1:
         raise UserError(f"--seeds must be at least 1, not {args.seeds}")
-    if args.data_dir and not os.path.isdir(args.data_dir):
-        raise UserError(f"--data-dir '{args.data_dir}' is not a folder; give DIR holding DIR/<task>/<split>.jsonl")
+    for d in args.data_dir:
+        if not os.path.isdir(d):
+            raise UserError(f"--data-dir '{d}' is not a folder; give DIR holding DIR/<task>/<split>.jsonl")
 
 
 def run(args) -> int:
@@ -67,7 +68,11 @@ def run(args) -> int:
     if args.num_masks < 1:
         raise UserError(f"--num-masks must be at least 1, not {args.num_masks}")
     model_specs = collect_models(args)
-    data_dir = os.path.abspath(args.data_dir) if args.data_dir else None
+    dirs = [os.path.abspath(d) for d in args.data_dir]
+    # a GLUE task needs files (hub or DIR); an lm-eval task without a folder in any DIR reads
+    # its own data: a local twin's fixture files, or the hub
+    data_dir = {**plan.pick_data_dirs(dirs, {s.name: [s.name] for s in specs}),
+                **plan.pick_data_dirs(dirs, data_dir_names(generative), fallback_first=False)}
     cells = plan.classification_cells(model_specs, specs, args.grid, overrides, args.seeds, args.limit, data_dir,
                                       warm_start=not args.no_mnli_warm_start, max_length=args.max_length)
     for spec in model_specs:
@@ -94,6 +99,19 @@ def split_tasks(names: list[str], include_paths: list[str]) -> tuple[list, list[
 
         generative = lm_eval_bridge.expand_tasks(rest, include_paths)
     return tasks.select(classification, known) if classification else [], generative
+
+
+def data_dir_names(generative: list[str]) -> dict[str, list[str]]:
+    """Folder names under --data-dir that hold an lm-eval task's files."""
+    if not generative:
+        return {}
+    from harness.adapters.lm_eval_bridge import DATA_DIR_ALIASES, TWIN_SUFFIX
+
+    out = {}
+    for task in generative:
+        base = task[: -len(TWIN_SUFFIX)] if task.endswith(TWIN_SUFFIX) else task
+        out[task] = list(dict.fromkeys([task, base, *DATA_DIR_ALIASES.get(base, [])]))
+    return out
 
 
 def lm_eval_options(architecture: str, args) -> dict:

@@ -71,6 +71,7 @@ BAD_INPUTS = [
     (["run", "--sizes", "17m", "--arch", "both", "--tasks", "sst2"], "HF_HUB_OFFLINE=1"),
     (["run", "--tasks", "sst2"], "no model to run"),
     (["run", "--sizes", "17m", "--tasks", "sst2", "--seeds", "0"], "--seeds must be at least 1"),
+    (["run", "--sizes", "17m", "--tasks", "sst2", "--data-dir", "/no/such/dir"], "is not a folder"),
     (["run", "--sizes", "17m", "--tasks", "sst2", "--bogus"], "unrecognized arguments: --bogus"),
     (["export", "/no/such/results", "--tidy", "x.csv"], "does not exist"),
 ]

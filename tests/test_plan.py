@@ -56,3 +56,16 @@ def test_cells_order_keys_and_warm_start(glue):
     assert [c.key for c in again] == [c.key for c in cells]
     alone = plan.classification_cells(models, tasks.select(["rte"], glue), "small")
     assert all(c.warm_start_from is None for c in alone)
+
+
+def test_each_task_reads_the_first_data_dir_that_has_it(tmp_path):
+    glue_dir, mc_dir = tmp_path / "glue", tmp_path / "mc"
+    (glue_dir / "sst2").mkdir(parents=True)
+    (mc_dir / "siqa").mkdir(parents=True)
+    (mc_dir / "sst2").mkdir(parents=True)
+    dirs = [str(glue_dir), str(mc_dir)]
+    assert plan.pick_data_dirs(dirs, {"sst2": ["sst2"], "cola": ["cola"]}) == {"sst2": str(glue_dir),
+                                                                               "cola": str(glue_dir)}
+    got = plan.pick_data_dirs(dirs, {"social_iqa": ["social_iqa", "siqa"], "piqa": ["piqa"]}, fallback_first=False)
+    assert got == {"social_iqa": str(mc_dir), "piqa": None}
+    assert plan.pick_data_dirs([], {"sst2": ["sst2"]}) == {"sst2": None}
