@@ -234,8 +234,6 @@ class Runner:
             if problem_type:
                 kwargs["problem_type"] = problem_type
         attn = self.attn_implementation
-        if attn == "flash_attention_2" and training is False and self.dtype == torch.float32:
-            attn = "sdpa"
         try:
             try:
                 model, info = auto.from_pretrained(spec.model_id, attn_implementation=attn, **kwargs)
@@ -244,8 +242,6 @@ class Runner:
                     raise
                 log.warning("%s does not support %s attention; using eager", spec.model_id, attn)
                 model, info = auto.from_pretrained(spec.model_id, attn_implementation="eager", **kwargs)
-        except UserError:
-            raise
         except OSError as exc:
             raise UserError(hub_error_message(f"model '{spec.model_id}'", exc)) from None
         self.loads += 1
