@@ -122,9 +122,21 @@ def resolve(text: str, revision: str | None = None) -> ModelSpec:
         model_id=model_id,
         architecture=arch or architecture_of(config, model_id),
         revision=rev,
-        name=Path(model_id).name if os.path.isdir(model_id) else model_id,
+        name=display_name(model_id) if os.path.isdir(model_id) else model_id,
         parameters=None,
     )
+
+
+GENERIC_FOLDER_NAMES = {"model", "models", "hf", "final", "weights", "pytorch", "transformers"}
+
+
+def display_name(path: str) -> str:
+    """A short name for a local model folder: its name, with its parent's when the name alone
+    says nothing (``.../all-MiniLM-L6-v2/model`` -> ``all-MiniLM-L6-v2/model``)."""
+    p = Path(path).resolve()
+    if (p.name.lower() in GENERIC_FOLDER_NAMES or p.name.lower().startswith("checkpoint")) and p.parent.name:
+        return f"{p.parent.name}/{p.name}"
+    return p.name
 
 
 def load_config(model_id: str, revision: str | None = None):

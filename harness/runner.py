@@ -276,17 +276,20 @@ class Runner:
             torch.cuda.empty_cache()
 
     def fresh(self, loaded: LoadedModel, seed: int, init_state: dict | None = None) -> torch.nn.Module:
-        """The loaded model reset to its pretrained weights (or ``init_state`` for the backbone),
-        with its new head initialised from ``seed``: every cell starts from the same place."""
+        """The loaded model reset to its pretrained weights (``init_state`` over them, but for the
+        label layer, when warm-starting), with its new head initialised from ``seed`` exactly as
+        ``from_pretrained`` initialises it: every cell starts from the same place."""
         model = loaded.model
         if loaded.pristine is None:
             raise ValueError("fresh() needs a model loaded with training=True")
-        with torch.no_grad():
-            model.load_state_dict(loaded.pristine, strict=True)
-            if init_state:
-                usable = {k: v for k, v in init_state.items() if k not in loaded.new_keys}
-                model.load_state_dict(usable, strict=False)
         reinit_new_parameters(model, loaded.new_keys, seed)
+        with torch.no_grad():
+            # restoring the checkpoint's weights after the initialiser keeps them exact even for a
+            # model whose initialiser does not skip initialised weights
+            model.load_state_dict({k: v for k, v in loaded.pristine.items() if k not in loaded.new_keys}, strict=False)
+            if init_state:
+                labels = set(label_keys(loaded))
+                model.load_state_dict({k: v for k, v in init_state.items() if k not in labels}, strict=False)
         model.train()
         return model
 
@@ -402,24 +405,33 @@ def accepts_position_ids(model) -> bool:
     return _POSITION_IDS[cls]
 
 
+def label_keys(loaded: LoadedModel) -> list[str]:
+    """The parameters of the output layer whose size is the number of labels: the only part of a
+    fine-tuned classifier that cannot carry over to a task with other labels."""
+    model = loaded.model
+    n = model.config.num_labels
+    keys = []
+    for owner in sorted({k.rsplit(".", 1)[0] for k in loaded.new_keys}):
+        layer = model.get_submodule(owner)
+        if isinstance(layer, torch.nn.Linear) and layer.out_features == n:
+            keys += [f"{owner}.{name}" for name, _ in layer.named_parameters()]
+    return keys
+
+
 def reinit_new_parameters(model: torch.nn.Module, new_keys: Sequence[str], seed: int) -> None:
-    """Initialise the parameters a checkpoint did not provide (a fresh head) from ``seed``,
-    with the model's own initialiser; every other parameter is left as it is."""
+    """Initialise the parameters a checkpoint did not provide (a fresh head) from ``seed`` with
+    the model's own initialiser, as ``from_pretrained`` does: transformers initialises every
+    module whose weights are not flagged as loaded, children before parents."""
+    torch.manual_seed(seed)
     if not new_keys:
-        torch.manual_seed(seed)
         return
     new = set(new_keys)
     for name, param in model.named_parameters():
         param._is_hf_initialized = name not in new
-    for name, buf in model.named_buffers():
+    for buf in model.buffers():
         buf._is_hf_initialized = True
-    torch.manual_seed(seed)
-    owners = sorted({k.rsplit(".", 1)[0] for k in new})
-    with torch.no_grad():
-        for owner in owners:
-            module = model.get_submodule(owner) if owner else model
-            module._is_hf_initialized = False
-            model._init_weights(module)
-        model._init_weights(model)
-    for name, param in model.named_parameters():
+    for module in model.modules():
+        module._is_hf_initialized = False
+    model.initialize_weights()
+    for param in model.parameters():
         param._is_hf_initialized = True

@@ -66,3 +66,9 @@ def test_hub_id_offline_is_a_user_error(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(UserError, match="HF_HUB_OFFLINE=1"):
         models.resolve("some-org/not-cached-model")
+
+
+def test_display_names_of_local_folders(tmp_path):
+    assert models.display_name(str(tmp_path / "all-MiniLM" / "model")) == "all-MiniLM/model"
+    assert models.display_name(str(tmp_path / "run1" / "checkpoint-500")) == "run1/checkpoint-500"
+    assert models.display_name(str(tmp_path / "my-encoder")) == "my-encoder"

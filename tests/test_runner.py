@@ -138,3 +138,41 @@ def test_one_load_serves_every_label_count(tiny_pair, arch):
         shapes.append(tuple(runner.predict(model, seqs, loaded.tokenizer.pad_token_id).shape))
     assert shapes == [(2, 2), (2, 3), (2, 1), (2, 2)]
     assert runner.loads == 1
+
+
+@pytest.mark.parametrize("arch", ["encoder", "decoder"])
+def test_new_head_is_initialised_as_from_pretrained_does(tiny_pair, arch):
+    """Each new module gets its model's own initialiser (e.g. the decoder's fresh prediction
+    head its scaled std, not the generic 0.02), and only the label layer is task-specific."""
+    from harness.runner import label_keys
+
+    runner = Runner(device="cpu")
+    loaded = runner.load(resolve(tiny_pair[arch]), "sequence-classification", num_labels=3, training=True)
+    config = loaded.model.config
+    model = runner.fresh(loaded, seed=0)
+    final_std = config.hidden_size ** -0.5
+    assert model.classifier.weight.std().item() == pytest.approx(final_std, rel=0.3)
+    if arch == "decoder":  # its prediction head is not in the causal-LM checkpoint
+        out_std = config.initializer_range / (2.0 * config.num_hidden_layers) ** 0.5
+        assert "head.dense.weight" in loaded.new_keys
+        assert model.head.dense.weight.std().item() == pytest.approx(out_std, rel=0.3)
+        assert torch.equal(model.head.norm.weight, torch.ones_like(model.head.norm.weight))
+    assert set(label_keys(loaded)) == {k for k in loaded.new_keys if k.startswith("classifier.")}
+
+
+def test_warm_start_carries_everything_but_the_label_layer(tiny_pair):
+    from harness.adapters.classification import backbone_state
+
+    runner = Runner(device="cpu")
+    spec = resolve(tiny_pair["decoder"])
+    loaded = runner.load(spec, "sequence-classification", num_labels=3, training=True)
+    model = runner.fresh(loaded, seed=0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.5)  # stands in for fine-tuning on MNLI
+    state = backbone_state(loaded)
+    assert "classifier.weight" not in state and "head.dense.weight" in state
+    loaded = runner.load(spec, "sequence-classification", num_labels=2, training=True)
+    model = runner.fresh(loaded, seed=1, init_state=state)
+    assert torch.equal(model.head.dense.weight, state["head.dense.weight"])
+    assert model.classifier.weight.shape[0] == 2 and runner.loads == 1
