@@ -52,7 +52,8 @@ def main(argv=None) -> int:
     p.add_argument("--weight-decay", default="8e-6")
     p.add_argument("--max-length", default="128")
     p.add_argument("--device", default="auto")
-    p.add_argument("--sst2-dir", help="folder with train.jsonl and validation.jsonl (default: ../shared/data/glue/sst2)")
+    p.add_argument("--sst2-dir", help="folder with train.jsonl and validation.jsonl "
+                                      "(default: ../shared/data/glue/sst2)")
     p.add_argument("--output-path", help="results folder (default: a temporary one)")
     args = p.parse_args(argv)
 
