@@ -212,6 +212,12 @@ def tasks_cmd(args) -> int:
         splits = ", ".join(e.split for e in spec.eval_splits)
         say(f"{spec.name:8} {spec.dataset_path}/{spec.dataset_name or '':8} metrics {', '.join(spec.metrics):28} "
             f"eval on {splits}")
+    from harness.adapters import lm_eval_bridge
+
+    local = lm_eval_bridge.local_tasks(args.include_path)
+    say(f"\ngenerative (lm-eval, the Ettin paper's suite): {', '.join(lm_eval_bridge.GENERATIVE_GROUP)}")
+    say(f"local lm-eval tasks (offline twins, fixtures, --include-path): {', '.join(local)}")
+    say("Any other lm-eval task name works too ('lm-eval ls tasks' lists them).")
     return 0
 
 

@@ -145,6 +145,7 @@ def test_models_and_tasks_listings(capsys):
     assert run_cli("tasks") == 0
     out = capsys.readouterr().out
     assert "glue: " in out and "mnli" in out and "validation_mismatched" in out
+    assert "hellaswag" in out and "arc_challenge_local" in out and "generative_demo" in out
 
 
 def test_help_lists_every_run_flag(capsys):

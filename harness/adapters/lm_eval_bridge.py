@@ -95,6 +95,11 @@ def _lookup(name: str, include_paths):
     return full, full.task_index.get(name)
 
 
+def local_tasks(include_paths: list[str] | None = None) -> list[str]:
+    """Task and group names of tasks/generative and ``include_paths`` (no full lm-eval index)."""
+    return sorted(_manager(_include_paths(include_paths), False).task_index)
+
+
 def is_lm_eval_task(name: str, include_paths: list[str] | None = None) -> bool:
     return _lookup(name, include_paths)[1] is not None
 
