@@ -14,6 +14,7 @@ import functools
 import json
 import logging
 import os
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -58,6 +59,25 @@ class _NoCustomDatasetHint(logging.Filter):
 
 
 logging.getLogger("lm_eval.api.task").addFilter(_NoCustomDatasetHint())
+
+
+def _quiet_git_hash() -> str | None:
+    """lm-eval records the git commit of the working directory and lets git's "fatal: not a git
+    repository" through to the terminal; the same lookup, without the noise."""
+    try:
+        out = subprocess.check_output(["git", "describe", "--always"], stderr=subprocess.DEVNULL)
+        return out.strip().decode()
+    except (subprocess.CalledProcessError, OSError):
+        return None
+
+
+def _silence_lm_eval_git() -> None:
+    import lm_eval.evaluator
+
+    lm_eval.evaluator.get_git_commit_hash = _quiet_git_hash
+
+
+_silence_lm_eval_git()
 
 
 # -- tasks -------------------------------------------------------------------------------------
