@@ -24,14 +24,16 @@ VARIANTS = {
     "encoder-from-decoder": "encoder",
     "decoder-from-encoder": "decoder",
 }
-# Parameter counts as published for the Ettin models (encoders and decoders share a shape).
+# Backbone parameters (embeddings and layers, no task head) of each size, the same for the
+# encoder and the decoder: counted on ModernBertModel / ModernBertDecoderModel built with the
+# paper's Table 1 shapes and the 50,368-token vocabulary.
 PARAMETERS = {
-    "17m": 16_800_000,
-    "32m": 31_900_000,
-    "68m": 68_000_000,
-    "150m": 149_000_000,
-    "400m": 395_000_000,
-    "1b": 1_030_000_000,
+    "17m": 16_797_440,
+    "32m": 31_883_136,
+    "68m": 68_144_640,
+    "150m": 149_014_272,
+    "400m": 394_781_696,
+    "1b": 1_028_050_688,
 }
 # Checkpoint tags published on the hub as revisions of every Ettin model, e.g. the end of
 # pre-training, of the mid-training context extension and of the decay phase.

@@ -72,3 +72,13 @@ def test_display_names_of_local_folders(tmp_path):
     assert models.display_name(str(tmp_path / "all-MiniLM" / "model")) == "all-MiniLM/model"
     assert models.display_name(str(tmp_path / "run1" / "checkpoint-500")) == "run1/checkpoint-500"
     assert models.display_name(str(tmp_path / "my-encoder")) == "my-encoder"
+
+
+def test_registry_parameter_counts_match_the_paper_shapes():
+    import torch
+    from transformers import ModernBertModel
+
+    with torch.device("meta"):  # no memory: shapes only
+        model = ModernBertModel(ModernBertConfig(num_hidden_layers=7, hidden_size=256, intermediate_size=384,
+                                                 num_attention_heads=4, vocab_size=50368))
+    assert sum(p.numel() for p in model.parameters()) == models.PARAMETERS["17m"]
