@@ -10,6 +10,7 @@ import pytest
 from test_report_frame import put
 
 from harness.cli import main
+from harness.models import PARAMETERS
 from harness.report import LEADERBOARD_COLUMNS, write_leaderboard
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -35,7 +36,7 @@ def test_one_row_per_model_with_the_documented_columns(tmp_path, capsys):
     assert header == list(LEADERBOARD_COLUMNS)
     enc = next(r for r in rows if r["architecture"] == "encoder")
     assert enc["model"] == "jhu-clsp/ettin-encoder-17m" and enc["revision"] == ""
-    assert enc["parameters"] == "16800000" and enc["size"] == "17m" and enc["variant"] == "encoder"
+    assert enc["parameters"] == str(PARAMETERS["17m"]) and enc["size"] == "17m" and enc["variant"] == "encoder"
     assert float(enc["sst2"]) == pytest.approx(91.0) and float(enc["mnli"]) == pytest.approx(79.5)
     assert enc["seeds"] == "1"  # the fewest seeds behind any score (mnli has one)
     assert enc["date"] == "2025-07-03" and enc["harness_version"] == "0.1.0"
