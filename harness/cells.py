@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from pathlib import Path
@@ -21,9 +22,16 @@ def checkpoint_path(store: ResultStore, key: str) -> Path:
 
 
 def load_checkpoint(path: Path) -> dict:
+    """The warm-start weights at ``path``; a grid of dependent cells reads the same file, so the
+    last one read stays in memory (keyed by its modification time, in case it is replaced)."""
+    return _read_checkpoint(str(path), path.stat().st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=1)
+def _read_checkpoint(path: str, mtime_ns: int) -> dict:
     from safetensors.torch import load_file
 
-    return load_file(str(path))
+    return load_file(path)
 
 
 def save_checkpoint(state: dict, path: Path) -> None:
@@ -106,7 +114,7 @@ def run_lm_eval(cell: Cell, runner: Runner, store: ResultStore, log_samples: boo
                                           data_dir=cell.data_dir, limit=cell.limit, log_samples=log_samples,
                                           num_fewshot=num_fewshot, options=settings)
     samples = store.write_samples(cell.key, result["samples"]) if result.get("samples") else None
-    record = base_record(cell, None) | {
+    record = base_record(cell, runner.parameters_of(cell.model)) | {
         "status": "ok",
         "split": result["split"],
         "metrics": result["metrics"],
@@ -119,8 +127,6 @@ def run_lm_eval(cell: Cell, runner: Runner, store: ResultStore, log_samples: boo
         "lm_eval": {k: result.get(k) for k in ("lm_eval_task", "task_version", "num_fewshot", "data_files")},
         "error": None,
     }
-    if record["parameters"] is None:
-        record["parameters"] = runner.parameters_of(cell.model)
     return record
 
 

@@ -105,13 +105,9 @@ def data_dir_names(generative: list[str]) -> dict[str, list[str]]:
     """Folder names under --data-dir that hold an lm-eval task's files."""
     if not generative:
         return {}
-    from harness.adapters.lm_eval_bridge import DATA_DIR_ALIASES, TWIN_SUFFIX
+    from harness.adapters.lm_eval_bridge import data_folder_names
 
-    out = {}
-    for task in generative:
-        base = task[: -len(TWIN_SUFFIX)] if task.endswith(TWIN_SUFFIX) else task
-        out[task] = list(dict.fromkeys([task, base, *DATA_DIR_ALIASES.get(base, [])]))
-    return out
+    return {task: data_folder_names(task) for task in generative}
 
 
 def lm_eval_options(architecture: str, args) -> dict:

@@ -62,6 +62,19 @@ GLUE_AVERAGE_METRIC = {
 }
 
 
+# The Ettin paper's generative suite (its Table 4), in its column order; the generative average
+# is the plain mean of their headline scores.
+GENERATIVE_TASKS = ("arc_challenge", "hellaswag", "lambada_openai", "openbookqa", "piqa", "sciq", "social_iqa",
+                    "triviaqa", "winogrande", "wsc273")
+
+
+def generative_average(scores: dict[str, float]) -> float | None:
+    """Mean of the ten generative tasks' headline scores; None unless all ten are present."""
+    if not all(task in scores and scores[task] is not None for task in GENERATIVE_TASKS):
+        return None
+    return float(np.mean([scores[t] for t in GENERATIVE_TASKS]))
+
+
 def glue_average(scores: dict[str, float]) -> float | None:
     """Mean of the GLUE-average tasks' headline scores; None unless all eight are present."""
     if not all(task in scores and scores[task] is not None for task in GLUE_AVERAGE_METRIC):

@@ -342,7 +342,7 @@ class Runner:
         n = len(seqs)
         while True:
             optimizer.zero_grad(set_to_none=True)
-            total = 0.0
+            total = torch.zeros((), device=self.device)  # read once per step: no sync per micro-batch
             try:
                 for micro in length_batches([len(s) for s in seqs], self.token_budget):
                     batch = pad_batch([seqs[i] for i in micro], pad_id, device=self.device)
@@ -350,7 +350,7 @@ class Runner:
                         logits = self.forward_logits(model, batch)
                         loss = loss_fn(logits.float(), labels[micro].to(self.device)) * (len(micro) / n)
                     loss.backward()
-                    total += float(loss.detach())
+                    total += loss.detach()
                     self.tokens_processed += int(batch["attention_mask"].sum())
                 break
             except Exception as exc:
@@ -362,7 +362,7 @@ class Runner:
         optimizer.step()
         if scheduler is not None:
             scheduler.step()
-        return total
+        return float(total)
 
     @staticmethod
     def forward_logits(model, batch: dict) -> torch.Tensor:

@@ -53,3 +53,11 @@ def test_glue_average_needs_all_eight_tasks():
     assert metrics.glue_average({**scores, "wnli": 0.0}) == pytest.approx((0.5 * 7 + 0.1) / 8)
     del scores["rte"]
     assert metrics.glue_average(scores) is None
+
+
+def test_generative_average_needs_all_ten_tasks():
+    scores = {t: 0.4 for t in metrics.GENERATIVE_TASKS}
+    scores["piqa"] = 0.9
+    assert metrics.generative_average({**scores, "arc_easy": 0.0}) == pytest.approx((0.4 * 9 + 0.9) / 10)
+    del scores["wsc273"]
+    assert metrics.generative_average(scores) is None

@@ -23,13 +23,13 @@ from lm_eval.api.registry import MODEL_REGISTRY, register_model
 from harness.adapters.decoder_lm import DecoderLM
 from harness.adapters.mask_append import EncoderLM
 from harness.errors import UserError
+from harness.metrics import GENERATIVE_TASKS
 from harness.models import ModelSpec
 from harness.tasks import REPO_TASKS_DIR
 
 GENERATIVE_DIR = REPO_TASKS_DIR / "generative"
 # The Ettin paper's generative suite (its Table 4); arc_easy and boolq are available as well.
-GENERATIVE_GROUP = ["arc_challenge", "hellaswag", "lambada_openai", "openbookqa", "piqa", "sciq", "social_iqa",
-                    "triviaqa", "winogrande", "wsc273"]
+GENERATIVE_GROUP = list(GENERATIVE_TASKS)
 TWIN_SUFFIX = "_local"
 # The metric a task's headline number is (see docs): lm-eval's length-normalised accuracy where the
 # task defines one, as in the Pythia/OLMo/SmolLM tables the Ettin paper compares with; accuracy
@@ -173,6 +173,14 @@ def _twin_of(name: str, include_paths):
     return entry if entry is not None and _is_local(entry) else None
 
 
+def data_folder_names(task: str, base: str | None = None) -> list[str]:
+    """Folder names under --data-dir that may hold ``task``'s files: its own name, the task it is
+    a local twin of (``base``, by default the name without the twin suffix) and that task's aliases."""
+    if base is None:
+        base = task[: -len(TWIN_SUFFIX)] if task.endswith(TWIN_SUFFIX) else task
+    return list(dict.fromkeys([task, base, *DATA_DIR_ALIASES.get(base, [])]))
+
+
 def _find_data_file(data_dir: str, names: list[str], split: str) -> Path | None:
     for name in names:
         base = Path(data_dir) / name
@@ -192,7 +200,7 @@ def _build_with_data_dir(manager, entry, requested: str, data_dir: str):
     """
     cfg = entry.cfg or {}
     base = (cfg.get("metadata") or {}).get("twin_of") or requested
-    names = list(dict.fromkeys([requested, base, *DATA_DIR_ALIASES.get(base, [])]))
+    names = data_folder_names(requested, base)
     eval_key = "test_split" if cfg.get("test_split") else "validation_split"
     candidates = [(eval_key, cfg.get(eval_key) or "validation")]
     if eval_key == "test_split":

@@ -77,15 +77,18 @@ class EncoderLM(RunnerLM):
     def tok_encode(self, string: str, add_special_tokens: bool | None = None, **kwargs) -> list[int]:
         return self.tokenizer.encode(string, add_special_tokens=True if add_special_tokens is None else add_special_tokens)
 
+    def context_prefix(self, context: str) -> list[int]:
+        """``[CLS] ctx``: the context with its special tokens but without the final ``[SEP]``."""
+        prefix = self.tok_encode(context)
+        return prefix[:-1] if prefix and prefix[-1] == self.sep_id else prefix
+
     def encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
         """(``[CLS] ctx``, continuation tokens ending in the context's ``[SEP]``) for one request."""
         spaces = len(context) - len(context.rstrip())
         if spaces:  # as lm-eval does: trailing spaces of the context belong to the continuation
             context, continuation = context[:-spaces], context[-spaces:] + continuation
         whole = self.tok_encode(context + continuation)
-        prefix = self.tok_encode(context)
-        if prefix and prefix[-1] == self.sep_id:
-            prefix = prefix[:-1]
+        prefix = self.context_prefix(context)
         cont = whole[len(prefix):]
         if not self.score_sep and cont and cont[-1] == self.sep_id:
             cont = cont[:-1]
@@ -151,9 +154,7 @@ class EncoderLM(RunnerLM):
             kwargs = normalize_gen_kwargs(dict(gen_kwargs), 256)
             if kwargs.get("do_sample"):
                 raise UserError("mask-append generation is greedy; do_sample=True cannot be used with encoders")
-            prefix = self.tok_encode(context)
-            if prefix and prefix[-1] == self.sep_id:
-                prefix = prefix[:-1]
+            prefix = self.context_prefix(context)
             states.append({"prefix": prefix, "new": [], "until": handle_stop_sequences(kwargs.get("until"), eos=eos),
                            "max": int(kwargs["max_gen_toks"]), "done": int(kwargs["max_gen_toks"]) <= 0})
         while True:

@@ -11,15 +11,12 @@ import numpy as np
 import pandas as pd
 
 from harness.errors import UserError
-from harness.metrics import GLUE_AVERAGE_METRIC, glue_average
+from harness.metrics import GENERATIVE_TASKS, GLUE_AVERAGE_METRIC, generative_average, glue_average
 from harness.results import load_frame
 
 MODEL_COLUMNS = ["model", "model_name", "revision", "architecture", "size", "variant", "family", "parameters"]
 SIZE_ORDER = ("tiny", "17m", "32m", "68m", "150m", "400m", "1b")
 GLUE_TASKS = ("cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte", "wnli")
-# The ten generative tasks of the Ettin paper's Table 4, in its column order.
-GENERATIVE_TASKS = ("arc_challenge", "hellaswag", "lambada_openai", "openbookqa", "piqa", "sciq", "social_iqa",
-                    "triviaqa", "winogrande", "wsc273")
 GLUE_AVG, GEN_AVG = "GLUE avg", "Gen avg"
 DISPLAY = {
     "cola": "CoLA", "sst2": "SST-2", "mrpc": "MRPC", "stsb": "STS-B", "qqp": "QQP", "mnli": "MNLI", "qnli": "QNLI",
@@ -126,11 +123,7 @@ def group_average(scores: dict, group: str) -> float | None:
     """The paper's average of one group: GLUE over its eight tasks, generative over the ten Table 4
     tasks; None unless every one of them is present."""
     clean = {t: v for t, v in scores.items() if v is not None and pd.notna(v)}
-    if group == "glue":
-        return glue_average(clean)
-    if all(t in clean for t in GENERATIVE_TASKS):
-        return float(np.mean([clean[t] for t in GENERATIVE_TASKS]))
-    return None
+    return glue_average(clean) if group == "glue" else generative_average(clean)
 
 
 AVERAGES = {"glue": (GLUE_AVG, tuple(GLUE_AVERAGE_METRIC)), "generative": (GEN_AVG, GENERATIVE_TASKS)}
