@@ -40,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="any hub id, registry name or local path; repeatable. Append @REV for a revision and "
                            ":encoder or :decoder to override the architecture read from the config")
     what.add_argument("--revision", help="checkpoint revision for every model, e.g. step599525, ext1000, decay100")
+    what.add_argument("--pair", metavar="NAME",
+                      help="the --model models are one encoder/decoder pair called NAME: reports show them as one row "
+                           "with the gap (give exactly one encoder and one decoder)")
     tasks = run.add_argument_group("tasks and data")
     tasks.add_argument("--tasks", required=True,
                        help="comma-separated task names and groups: glue, generative, GLUE tasks (sst2, mnli, ...), "
@@ -54,7 +57,15 @@ def build_parser() -> argparse.ArgumentParser:
     gen = run.add_argument_group("generative (lm-eval) tasks")
     gen.add_argument("--num-fewshot", type=int, metavar="N", help="few-shot examples (default: the task's own, usually 0)")
     gen.add_argument("--num-masks", type=int, default=3, metavar="N",
-                     help="encoders: [MASK] tokens appended when scoring a token by mask-append (default 3)")
+                     help="encoders: [MASK] tokens appended when scoring a token by mask-append (default 3, as the "
+                          "Ettin authors' lm-eval fork)")
+    gen.add_argument("--gen-num-masks", type=int, default=2, metavar="N",
+                     help="encoders: [MASK] tokens appended when generating a token (default 2, as the fork)")
+    mntp = gen.add_mutually_exclusive_group()
+    mntp.add_argument("--mntp", dest="mntp", action="store_const", const=True, default=None,
+                      help="encoders: read token i's log-probability one position before the first [MASK] (MNTP); "
+                           "default: on for the encoder-from-decoder models, off otherwise, as the fork scored them")
+    mntp.add_argument("--no-mntp", dest="mntp", action="store_const", const=False, help="encoders: never use MNTP")
     gen.add_argument("--no-score-sep", action="store_true",
                      help="encoders: do not count log P([SEP]) after the continuation in its score")
     gen.add_argument("--no-add-bos-token", action="store_true",
@@ -67,9 +78,13 @@ def build_parser() -> argparse.ArgumentParser:
     recipe.add_argument("--batch-size", help="batch sizes, e.g. 16,32")
     recipe.add_argument("--epochs", help="epoch counts, e.g. 2,3")
     recipe.add_argument("--seeds", type=int, default=1, metavar="N", help="seeds 0..N-1 per configuration (default 1)")
-    recipe.add_argument("--max-length", type=int, default=512, help="max tokens per example (default 512)")
+    recipe.add_argument("--max-length", type=int, default=512, help="max tokens per example, special tokens included "
+                                                                    "(default 512)")
     recipe.add_argument("--no-mnli-warm-start", action="store_true",
                         help="do not start RTE, MRPC and STS-B from the best MNLI checkpoint")
+    recipe.add_argument("--fresh-decoder-head", action="store_true",
+                        help="decoders: start the classification head (dense + norm) fresh instead of from the "
+                             "pretrained LM head, as encoders keep their MLM head")
     hw = run.add_argument_group("hardware")
     hw.add_argument("--device", default="auto", help="auto (cuda when present), cpu, cuda, cuda:N")
     hw.add_argument("--dtype", default="auto", help="auto (bf16 on GPUs that support it, fp32 on CPU), bf16, fp16, fp32")
@@ -93,15 +108,40 @@ def build_parser() -> argparse.ArgumentParser:
     execution.add_argument("--shared-dir", metavar="DIR",
                            help="ray: folder every node reads and writes, for warm-start checkpoints "
                                 "(default --output-path)")
+    bill = run.add_argument_group("cost and search (see README, 'The bill before the run')")
+    bill.add_argument("--dry-run", action="store_true",
+                      help="print the plan and its bill (cells, cells in the store, tokens, FLOPs, GPU-hours) and "
+                           "exit, without loading a model or reaching the hub; the same as 'ettin-eval plan'")
+    bill.add_argument("--gpu", default="h100", help="the GPU the bill is priced on: h100 (default), h100-pcie, h200, "
+                                                    "a100, l40s, l4, a10g, a10, cpu (measured throughput only)")
+    bill.add_argument("--utilization", type=float, default=0.4, metavar="F",
+                      help="fraction of the GPU's bf16 peak assumed when no measured throughput is in the store "
+                           "(default 0.4)")
+    bill.add_argument("--calibration", action="append", default=[], metavar="DIR",
+                      help="results folder(s) whose fine-tuning records give measured tokens/s per model and GPU "
+                           "(besides --output-path); repeatable")
+    bill.add_argument("--search", default="grid",
+                      help="grid (default: every configuration, the paper's protocol) or asha (successive halving "
+                           "on Ray Tune's ASHA: the worst configurations are stopped at rungs)")
+    bill.add_argument("--asha-reduction-factor", type=float, default=4.0, metavar="R",
+                      help="asha: keep the top 1/R at each rung (default 4, Ray Tune's default)")
+    bill.add_argument("--asha-rungs", type=int, default=3, metavar="K",
+                      help="asha: rungs at R^(k-K+1) of each configuration's own steps, k = 0..K-1 (default 3: 1/16, "
+                           "1/4, 1)")
     out = run.add_argument_group("output")
     out.add_argument("--output-path", default=DEFAULT_OUTPUT, help=f"results folder (default {DEFAULT_OUTPUT})")
     out.add_argument("--log-samples", action="store_true",
                      help="also write per-example outputs of generative tasks (classification always keeps them)")
-    out.add_argument("--quiet", action="store_true", help="no progress bars")
+    out.add_argument("--quiet", action="store_true", help="no progress output (the harness's and lm-eval's bars)")
 
+    sub.add_parser("plan", parents=[run], add_help=False, help="print a run's plan and bill (cells, tokens, FLOPs, "
+                                                                "GPU-hours) without running it (run --dry-run)",
+                   description="The bill before the run: the cells of 'ettin-eval run' with the same flags, those "
+                               "already in --output-path, training and scoring tokens, FLOPs and GPU-hours, without "
+                               "loading a model or reaching the hub.")
     demo = sub.add_parser("demo", help="the whole pipeline offline on a tiny local encoder/decoder pair (CPU, ~1 min)")
     demo.add_argument("--output-path", default=os.path.join("results", "runs", "demo"), help="results folder")
-    demo.add_argument("--quiet", action="store_true", help="no progress bars")
+    demo.add_argument("--quiet", action="store_true", help="no progress output")
 
     sub.add_parser("models", help="list the Ettin models in the registry")
     t = sub.add_parser("tasks", help="list the tasks and groups")
@@ -134,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="ettin-eval: %(levelname)s: %(message)s")
     try:
         from harness import commands
 
@@ -145,6 +185,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("ettin-eval: interrupted; finished cells are saved, run the same command to resume\n")
         return 130
+    except BrokenPipeError:  # the reader went away (``ettin-eval models | head``): nothing more to say
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

@@ -1,92 +1,107 @@
-"""What each ``ettin-eval`` subcommand does, given its parsed flags."""
+"""What each ``ettin-eval`` subcommand does, given its parsed flags: build typed settings and
+configs, make the plan, hand it to the execution layer, print what happened."""
 
 from __future__ import annotations
 
 import os
-import sys
 
 from harness import grids, models, plan, tasks
+from harness.configs import Recipe, ScoringConfig
 from harness.errors import UserError
-from harness.results import ResultStore
+from harness.execution import ExecutionSettings, RunnerSettings, make_executor, run_cells
+from harness.execution.progress import quiet_library_bars
+from harness.execution.settings import quiet_libraries
+from harness.results import ResultStore, writable_folder
 
 DEMO_GENERATIVE_TASK = "generative_demo"
-
-
-def quiet_libraries() -> None:
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    import datasets
-    import transformers
-
-    transformers.utils.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
-    datasets.disable_progress_bars()
-    datasets.logging.set_verbosity_error()
 
 
 def say(text: str = "") -> None:
     print(text, flush=True)
 
 
-def collect_models(args) -> list[models.ModelSpec]:
+def collect_models(args, check: bool = True) -> list[models.ModelSpec]:
     chosen: list[models.ModelSpec] = []
     if args.sizes:
         chosen += models.suite(models.parse_sizes(args.sizes), args.arch, args.revision)
-    for text in args.model:
-        chosen.append(models.resolve(text, args.revision))
+    given = [models.resolve(text, args.revision) for text in args.model]
+    if args.pair:
+        given = models.with_pair(given, args.pair)
+    chosen += given
     if not chosen:
         raise UserError("no model to run; pass --sizes (e.g. --sizes 17m --arch both) or --model PATH_OR_ID")
     for spec in chosen:
-        if spec.family != "other":  # registry models were not read yet: fail now, before any work
-            models.load_config(spec.model_id, spec.revision)
-    unique = list(dict.fromkeys(chosen))
-    return unique
+        if check and spec.family != "other":  # registry models were not read yet: fail now, before any work
+            models.check_available(spec)
+    return list(dict.fromkeys(chosen))
 
 
-def _check_common(args) -> None:
-    if args.limit is not None and args.limit < 1:
-        raise UserError(f"--limit must be at least 1, not {args.limit}")
-    if args.seeds < 1:
-        raise UserError(f"--seeds must be at least 1, not {args.seeds}")
+def check_flags(args) -> None:
+    for flag, value, least in (("--limit", args.limit, 1), ("--seeds", args.seeds, 1), ("--num-masks", args.num_masks, 1),
+                               ("--gen-num-masks", args.gen_num_masks, 1), ("--max-length", args.max_length, 8)):
+        if value is not None and value < least:
+            raise UserError(f"{flag} must be at least {least}, not {value}")
     for d in args.data_dir:
         if not os.path.isdir(d):
             raise UserError(f"--data-dir '{d}' is not a folder; give DIR holding DIR/<task>/<split>.jsonl")
-
-
-def run(args) -> int:
-    quiet_libraries()
-    _check_common(args)
-    names = [t.strip() for t in args.tasks.split(",") if t.strip()]
-    specs, generative = split_tasks(names, args.include_path)
-    overrides = {
-        "lr": grids.parse_floats(args.lr, "--lr"),
-        "weight_decay": grids.parse_floats(args.weight_decay, "--weight-decay"),
-        "batch_size": grids.parse_ints(args.batch_size, "--batch-size"),
-        "epochs": grids.parse_ints(args.epochs, "--epochs"),
-    }
     if args.grid not in grids.GRIDS:
         raise UserError(f"unknown --grid '{args.grid}'; use {' or '.join(grids.GRIDS)}")
-    if args.num_masks < 1:
-        raise UserError(f"--num-masks must be at least 1, not {args.num_masks}")
-    model_specs = collect_models(args)
+
+
+def settings_of(args) -> tuple[ExecutionSettings, RunnerSettings]:
+    execution = ExecutionSettings(executor=args.executor, retries=args.retries, address=args.address,
+                                  gpus_per_cell=args.gpus_per_cell, shared_dir=args.shared_dir,
+                                  log_samples=args.log_samples, quiet=args.quiet)
+    return execution, RunnerSettings(args.device, args.dtype, args.attn, args.token_budget)
+
+
+def grid_overrides(args) -> dict:
+    overrides = {"lr": grids.parse_floats(args.lr, "--lr"),
+                 "weight_decay": grids.parse_floats(args.weight_decay, "--weight-decay"),
+                 "batch_size": grids.parse_ints(args.batch_size, "--batch-size"),
+                 "epochs": grids.parse_ints(args.epochs, "--epochs")}
+    if overrides["lr"] and 0 in overrides["lr"]:
+        raise UserError("--lr values must be above 0")
+    return overrides
+
+
+def build_cells(args, check: bool = True) -> list[plan.Cell]:
+    """The plan of a ``run``: fine-tuning cells of the classification tasks, scoring cells of the
+    lm-eval tasks, grouped by model (a stable sort keeps warm starts after their sources). Flags and
+    tasks are checked before any model is looked up."""
+    names = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    specs, generative = split_tasks(names, args.include_path)
+    overrides = grid_overrides(args)
+    model_specs = collect_models(args, check)
     dirs = [os.path.abspath(d) for d in args.data_dir]
-    # a GLUE task needs files (hub or DIR); an lm-eval task without a folder in any DIR reads
-    # its own data: a local twin's fixture files, or the hub
-    data_dir = {**plan.pick_data_dirs(dirs, {s.name: [s.name] for s in specs}),
-                **plan.pick_data_dirs(dirs, data_dir_names(generative), fallback_first=False)}
-    cells = plan.classification_cells(model_specs, specs, args.grid, overrides, args.seeds, args.limit, data_dir,
-                                      warm_start=not args.no_mnli_warm_start, max_length=args.max_length)
-    for spec in model_specs:
-        cells += plan.lm_eval_cells([spec], generative, args.limit, data_dir, args.num_fewshot,
-                                    lm_eval_options(spec.architecture, args), args.include_path)
-    # all cells of a model together (a stable sort keeps warm starts after their sources)
+    # a GLUE task needs files (hub or DIR); an lm-eval task without a folder in any DIR reads its own data
+    glue_dirs = plan.pick_data_dirs(dirs, {s.name: [s.name] for s in specs})
+    recipe = Recipe(head_init="fresh" if args.fresh_decoder_head else "pretrained")
+    cells = plan.classification_cells(model_specs, specs, args.grid, overrides, args.seeds, args.limit, glue_dirs,
+                                      warm_start=not args.no_mnli_warm_start, max_length=args.max_length,
+                                      recipe=recipe)
+    if generative:
+        cells += lm_eval_cells(args, model_specs, generative, dirs)
     order = {spec: i for i, spec in enumerate(model_specs)}
-    cells.sort(key=lambda c: order[c.model])
-    return execute(cells, specs, args, args.output_path)
+    return sorted(cells, key=lambda c: order[c.model])
+
+
+def lm_eval_cells(args, model_specs, names: list[str], dirs: list[str]) -> list[plan.Cell]:
+    from harness.lm.tasks import data_folder_names, fingerprint, is_local
+
+    folders = {t: data_folder_names(t) for t in names}
+    chosen = plan.pick_data_dirs(dirs, folders, fallback_first=False)
+    lm_tasks = [plan.LmEvalTask(t, include_paths=tuple(os.path.abspath(p) for p in args.include_path),
+                                fingerprint=fingerprint(t, args.include_path), local=is_local(t, args.include_path))
+                for t in names]
+    sources = {t: plan.data_source(chosen[t], folders[t], args.limit) for t in names}
+    scoring = ScoringConfig(num_fewshot=args.num_fewshot, num_masks=args.num_masks, gen_num_masks=args.gen_num_masks,
+                            score_sep=not args.no_score_sep, mntp=args.mntp, add_bos_token=not args.no_add_bos_token)
+    return plan.lm_eval_cells(model_specs, lm_tasks, scoring, sources)
 
 
 def split_tasks(names: list[str], include_paths: list[str]) -> tuple[list, list[str]]:
     """Classification task specs (GLUE-style YAML) and lm-eval task names, in the order asked.
-
     lm-eval's task index (seconds to build) is consulted only for names that are not
     classification tasks or groups."""
     known = tasks.load_tasks(include_paths)
@@ -95,43 +110,77 @@ def split_tasks(names: list[str], include_paths: list[str]) -> tuple[list, list[
     rest = [n for n in names if n not in classification]
     generative: list[str] = []
     if rest:
-        from harness.adapters import lm_eval_bridge
+        from harness.lm.tasks import expand_tasks
 
-        generative = lm_eval_bridge.expand_tasks(rest, include_paths)
+        generative = expand_tasks(rest, include_paths)
     return tasks.select(classification, known) if classification else [], generative
 
 
-def data_dir_names(generative: list[str]) -> dict[str, list[str]]:
-    """Folder names under --data-dir that hold an lm-eval task's files."""
-    if not generative:
-        return {}
-    from harness.adapters.lm_eval_bridge import data_folder_names
+def run(args) -> int:
+    quiet_libraries()
+    quiet_library_bars(args.quiet)
+    check_flags(args)
+    if args.dry_run:
+        return plan_cmd(args)
+    execution, runner = settings_of(args)
+    asha = search_settings(args)
+    cells = build_cells(args)
+    writable_folder(args.output_path)
+    if asha is not None:  # --search asha: harness/search (Ray Tune's ASHA over the grid's configurations)
+        from harness.search import asha_cells, run_asha
 
-    return {task: data_folder_names(task) for task in generative}
+        code = run_asha(asha_cells(cells), execution, runner, args.output_path, asha)
+        print_comparison(args.output_path)
+        return code
+    return execute(cells, execution, runner, args.output_path)
 
 
-def lm_eval_options(architecture: str, args) -> dict:
-    if architecture == "encoder":
-        return {"num_masks": args.num_masks, "score_sep": not args.no_score_sep}
-    return {"add_bos_token": not args.no_add_bos_token}
+def search_settings(args):
+    """None for --search grid (every configuration), the ASHA settings for --search asha."""
+    if args.search not in ("grid", "asha"):
+        raise UserError(f"unknown --search '{args.search}'; use grid (every configuration) or asha")
+    if args.search == "grid":
+        return None
+    from harness.search import AshaSettings
+
+    return AshaSettings(args.asha_reduction_factor, args.asha_rungs)
 
 
-def execute(cells, specs, args, output_path: str) -> int:
-    from harness.executors import make_executor
+def plan_cmd(args) -> int:
+    """``plan`` / ``run --dry-run``: the cells and their bill, no model loaded, no hub reached."""
+    from harness import cost
 
+    quiet_libraries()
+    check_flags(args)
+    if args.gpu not in cost.GPUS:
+        raise UserError(f"unknown --gpu '{args.gpu}'; use one of {', '.join(cost.GPUS)}")
+    if not 0 < args.utilization <= 1:
+        raise UserError(f"--utilization must be above 0 and at most 1, not {args.utilization:g}")
+    asha = search_settings(args)
+    cells = build_cells(args, check=False)
+    if asha is not None:
+        from harness.search import asha_cells
+
+        cells = asha_cells(cells)
+    lines, notes = cost.estimate(cells, [args.output_path], args.gpu, args.utilization, args.calibration)
+    say(cost.render(lines, notes, args.gpu, args.utilization, [args.output_path], asha))
+    return 0
+
+
+def execute(cells, execution: ExecutionSettings, runner: RunnerSettings, output_path: str) -> int:
     store = ResultStore(output_path)
-    executor = make_executor(args, store, {s.name: s for s in specs})
+    executor = make_executor(execution, runner)
     try:
         say(f"ettin-eval: {len(cells)} cells -> {output_path} on {executor.describe()}")
-        summary = executor.run(cells)
+        summary = run_cells(cells, store, execution, executor)
     finally:
         executor.close()
     say(f"ettin-eval: {summary.line()}; {summary.loads} model loads")
     for key in summary.failed[:10]:
-        say(f"  failed: {key}: {(store.get(key) or {}).get('error')}")
+        say(f"  failed: {key}: {summary.errors.get(key)}")
     if summary.failed:
-        say(f"ettin-eval: {len(summary.failed)} cells failed after {getattr(args, 'retries', 2)} retries; they show "
-            "as missing in the report, and the same command runs them again")
+        say(f"ettin-eval: {len(summary.failed)} cells failed; they show as missing in the report, and the same "
+            "command runs them again")
     print_comparison(output_path)
     return 1 if summary.failed or summary.blocked else 0
 
@@ -147,35 +196,34 @@ def print_comparison(*roots) -> None:
 
 def demo(args) -> int:
     from harness.demo_data import DEMO_DATA_DIR
+    from harness.report import write_report
     from harness.tiny import tiny_pair
 
-    quiet_libraries()
     import torch
 
+    quiet_libraries()
+    quiet_library_bars(args.quiet)
     # the tiny models' matrices are too small for threads to pay off; on a busy CPU extra
     # OpenMP threads only spin against each other
     torch.set_num_threads(1)
+    writable_folder(args.output_path)
     say("ettin-eval demo: building (or reusing) a tiny local encoder/decoder pair: real ModernBERT classes, "
         "random weights, a tokenizer trained here")
     pair = tiny_pair()
-    pair_specs = [
-        models.ModelSpec(model_id=pair[a], architecture=a, name=f"tiny-{a}", size="tiny", variant=a, family="tiny")
-        for a in ("encoder", "decoder")
-    ]
+    pair_specs = [models.ModelSpec(model_id=pair[a], architecture=a, name=f"tiny-{a}", size="tiny", variant=a,
+                                   family="tiny", pair="tiny") for a in ("encoder", "decoder")]
     specs = tasks.select(["sst2", "mnli", "rte", "stsb"], tasks.load_tasks())
     # random-weight tiny models need a far larger learning rate and more epochs than the recipe's
     overrides = {"lr": (2e-3,), "batch_size": (32,), "epochs": (12,), "weight_decay": (1e-5,)}
     cells = plan.classification_cells(pair_specs, specs, "small", overrides, seeds=1, data_dir=str(DEMO_DATA_DIR),
                                       max_length=128)
-    # a small multiple-choice task read by lm-eval from tasks/generative: encoder by mask-append
-    args.num_masks, args.no_score_sep, args.no_add_bos_token = 3, False, False
-    for spec in pair_specs:
-        cells += plan.lm_eval_cells([spec], [DEMO_GENERATIVE_TASK], options=lm_eval_options(spec.architecture, args))
-    args.device, args.dtype, args.attn, args.token_budget, args.log_samples = "cpu", "fp32", "auto", None, True
-    code = execute(cells, specs, args, args.output_path)
+    # a small multiple-choice task read by lm-eval from tasks/generative: the encoder by mask-append
+    from harness.lm.tasks import fingerprint
 
-    from harness.report import write_report
-
+    demo_task = plan.LmEvalTask(DEMO_GENERATIVE_TASK, fingerprint=fingerprint(DEMO_GENERATIVE_TASK), local=True)
+    cells += plan.lm_eval_cells(pair_specs, [demo_task])
+    execution = ExecutionSettings(log_samples=True, quiet=args.quiet)
+    code = execute(cells, execution, RunnerSettings("cpu", "fp32"), args.output_path)
     report_dir = os.path.join(args.output_path, "report")
     paths = write_report([args.output_path], report_dir)
     say("\nThese are tiny random-weight stand-ins fine-tuned on small synthetic GLUE-format data "
@@ -184,22 +232,27 @@ def demo(args) -> int:
     say("To run the real models (needs Hugging Face hub access, ideally a GPU):\n"
         "  ettin-eval run --sizes 17m,150m --arch both --tasks glue,generative --device cuda "
         "--output-path results/runs/ettin")
-    say(f"Results of this demo: {args.output_path}; report (tables, leaderboard): {report_dir}; "
-        f"plots: {os.path.dirname(paths['plots/scaling.png'])}")
+    say(f"Results: {args.output_path}; report (tables, plots, leaderboard): {report_dir}")
+    if "index.html" in paths:
+        say(f"Open the results page: {os.path.abspath(paths['index.html'])}")
     return code
 
 
 def models_cmd(args) -> int:
-    rows = models.describe_registry()
-    say(f"{'name':34} {'hub id':44} {'architecture':12} {'parameters':>12}")
-    for r in rows:
+    say(f"{'name':34} {'hub id (aliases tried after it)':44} {'architecture':12} {'parameters':>12}")
+    for r in models.describe_registry():
         say(f"{r['name']:34} {r['hub id']:44} {r['architecture']:12} {r['parameters']:>12,}")
+        if r["aliases"]:
+            say(f"{'':34}   aliases: {r['aliases']}")
     say(f"\nRevisions (--revision or NAME@REV), e.g. {', '.join(models.KNOWN_REVISIONS)}. "
         "Any other hub id or local path works with --model.")
     return 0
 
 
 def tasks_cmd(args) -> int:
+    from harness.lm.tasks import local_tasks
+    from harness.suite import suite
+
     specs = tasks.load_tasks(args.include_path)
     for group, names in tasks.groups(specs).items():
         say(f"{group}: {', '.join(names)}")
@@ -208,11 +261,8 @@ def tasks_cmd(args) -> int:
         splits = ", ".join(e.split for e in spec.eval_splits)
         say(f"{spec.name:8} {spec.dataset_path}/{spec.dataset_name or '':8} metrics {', '.join(spec.metrics):28} "
             f"eval on {splits}")
-    from harness.adapters import lm_eval_bridge
-
-    local = lm_eval_bridge.local_tasks(args.include_path)
-    say(f"\ngenerative (lm-eval, the Ettin paper's suite): {', '.join(lm_eval_bridge.GENERATIVE_GROUP)}")
-    say(f"local lm-eval tasks (offline twins, fixtures, --include-path): {', '.join(local)}")
+    say(f"\ngenerative (lm-eval, the Ettin paper's suite): {', '.join(suite().expand('generative'))}")
+    say(f"local lm-eval tasks (offline twins, fixtures, --include-path): {', '.join(local_tasks(args.include_path))}")
     say("Any other lm-eval task name works too ('lm-eval ls tasks' lists them).")
     return 0
 
@@ -225,9 +275,11 @@ def export(args) -> int:
     check_roots(args.results)
     if not args.tidy and not args.leaderboard:
         raise UserError("nothing to export; add --tidy OUT.csv and/or --leaderboard OUT.csv")
+    for flag, path in (("--tidy", args.tidy), ("--leaderboard", args.leaderboard)):
+        if path:
+            writable_folder(os.path.dirname(os.path.abspath(path)), flag)
     if args.tidy:
         frame = tidy_frame(*args.results)
-        os.makedirs(os.path.dirname(os.path.abspath(args.tidy)), exist_ok=True)
         frame.to_csv(args.tidy, index=False)
         say(f"wrote {len(frame)} rows to {args.tidy}")
     if args.leaderboard:
@@ -241,14 +293,18 @@ def report(args) -> int:
 
     if args.bootstrap < 0:
         raise UserError(f"--bootstrap must be 0 or more, not {args.bootstrap}")
+    if args.out:
+        writable_folder(args.out, "--out")
     rep = build_report(args.results, n_boot=args.bootstrap)
     say(rep.text())
     if args.out:
         paths = write_report(args.results, args.out, report=rep)
         say(f"\nwrote {len(paths)} files to {args.out}: tables comparison.md/.tex/.csv, leaderboard.csv"
             + (", significance.csv" if "significance.csv" in paths else "")
-            + f"; plots in {os.path.join(args.out, 'plots')}")
+            + f"; plots in {os.path.join(args.out, 'plots')}"
+            + (f"; page {paths['index.html']}" if "index.html" in paths else ""))
     return 0
 
 
-COMMANDS = {"run": run, "demo": demo, "models": models_cmd, "tasks": tasks_cmd, "export": export, "report": report}
+COMMANDS = {"run": run, "plan": plan_cmd,  # plan: run --dry-run (harness/cost.py)
+            "demo": demo, "models": models_cmd, "tasks": tasks_cmd, "export": export, "report": report}

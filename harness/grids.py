@@ -1,19 +1,16 @@
-"""Fine-tuning hyperparameters: the shared recipe and its grids (Ettin follows ModernBERT)."""
+"""The fine-tuning grids of the paper's protocol (Ettin follows ModernBERT), as FinetuneConfig lists."""
 
 from __future__ import annotations
 
 import itertools
-from dataclasses import asdict, dataclass
+import math
+from dataclasses import replace
 
+from harness.configs import FinetuneConfig, Recipe
 from harness.errors import UserError
 from harness.tasks import TaskSpec
 
-# AdamW betas/eps, warmup and max length are fixed by the recipe; the grid varies the rest.
-BETAS = (0.9, 0.98)
-EPS = 1e-6
-WARMUP_RATIO = 0.06
 MAX_LENGTH = 512
-MAX_GRAD_NORM = 1.0
 
 PAPER_LR = (1e-5, 3e-5, 5e-5, 8e-5, 1e-4)
 PAPER_WEIGHT_DECAY = (1e-6, 5e-6, 8e-6, 1e-5)
@@ -24,36 +21,36 @@ SMALL_FIXED = {"weight_decay": 8e-6, "batch_size": 32, "epochs": {"short": 2, "l
 GRIDS = ("small", "paper")
 
 
-@dataclass(frozen=True)
-class Hyper:
-    lr: float
-    weight_decay: float
-    batch_size: int
-    epochs: int
-    warmup_ratio: float = WARMUP_RATIO
-    max_length: int = MAX_LENGTH
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-def grid(task: TaskSpec, name: str = "small", lr=None, weight_decay=None, batch_size=None, epochs=None,
-         max_length: int = MAX_LENGTH) -> list[Hyper]:
-    """The configurations to try for ``task``; explicit values replace that axis of the grid."""
+def axes(task: TaskSpec, name: str = "small") -> dict[str, tuple]:
+    """The values each tunable axis takes in grid ``name`` for ``task``."""
     if name not in GRIDS:
         raise UserError(f"unknown --grid '{name}'; use {' or '.join(GRIDS)}")
     group = task.epochs_group if task.epochs_group in PAPER_EPOCHS else "long"
     if name == "paper":
-        axes = {"lr": PAPER_LR, "weight_decay": PAPER_WEIGHT_DECAY, "batch_size": PAPER_BATCH_SIZE,
+        return {"lr": PAPER_LR, "weight_decay": PAPER_WEIGHT_DECAY, "batch_size": PAPER_BATCH_SIZE,
                 "epochs": PAPER_EPOCHS[group]}
-    else:
-        axes = {"lr": PAPER_LR, "weight_decay": (SMALL_FIXED["weight_decay"],),
-                "batch_size": (SMALL_FIXED["batch_size"],), "epochs": (SMALL_FIXED["epochs"][group],)}
-    for axis, values in (("lr", lr), ("weight_decay", weight_decay), ("batch_size", batch_size), ("epochs", epochs)):
-        if values:
-            axes[axis] = tuple(values)
-    return [Hyper(lr=float(a), weight_decay=float(b), batch_size=int(c), epochs=int(d), max_length=max_length)
-            for a, b, c, d in itertools.product(axes["lr"], axes["weight_decay"], axes["batch_size"], axes["epochs"])]
+    return {"lr": PAPER_LR, "weight_decay": (SMALL_FIXED["weight_decay"],),
+            "batch_size": (SMALL_FIXED["batch_size"],), "epochs": (SMALL_FIXED["epochs"][group],)}
+
+
+def grid(task: TaskSpec, name: str = "small", lr=None, weight_decay=None, batch_size=None, epochs=None,
+         max_length: int = MAX_LENGTH, recipe: Recipe | None = None) -> list[FinetuneConfig]:
+    """The configurations to try for ``task``; explicit values replace that axis of the grid."""
+    values = axes(task, name)
+    for axis, given in (("lr", lr), ("weight_decay", weight_decay), ("batch_size", batch_size), ("epochs", epochs)):
+        if given:
+            values[axis] = tuple(given)
+    base = FinetuneConfig(lr=1.0, weight_decay=0.0, batch_size=1, epochs=1, max_length=max_length,
+                          recipe=recipe or Recipe())
+    return [replace(base, lr=float(a), weight_decay=float(b), batch_size=int(c), epochs=int(d))
+            for a, b, c, d in itertools.product(values["lr"], values["weight_decay"], values["batch_size"],
+                                                values["epochs"])]
+
+
+def is_paper_grid(task: TaskSpec, configs: list[dict]) -> bool:
+    """True when ``configs`` (tunable values) cover every point of the paper grid for ``task``."""
+    paper = {tuple(c.tunable().values()) for c in grid(task, "paper")}
+    return paper <= {tuple(c[k] for k in FinetuneConfig.TUNABLE) for c in configs}
 
 
 def parse_floats(text: str | None, flag: str) -> tuple[float, ...] | None:
@@ -63,8 +60,8 @@ def parse_floats(text: str | None, flag: str) -> tuple[float, ...] | None:
         values = tuple(float(v) for v in text.split(",") if v.strip())
     except ValueError:
         raise UserError(f"{flag} takes comma-separated numbers, e.g. {flag} 3e-5,5e-5; got '{text}'") from None
-    if any(v < 0 for v in values):
-        raise UserError(f"{flag} values must not be negative; got '{text}'")
+    if any(not math.isfinite(v) or v < 0 for v in values):
+        raise UserError(f"{flag} values must be finite numbers >= 0; got '{text}'")
     return values
 
 

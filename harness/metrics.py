@@ -45,38 +45,3 @@ def compute(names: list[str], preds, refs) -> dict[str, float]:
     if unknown:
         raise ValueError(f"unknown metric(s) {unknown}; known: {sorted(METRICS)}")
     return {name: METRICS[name](preds, refs) for name in names}
-
-
-# The number of each GLUE task that enters the GLUE average, as ModernBERT and Ettin report it:
-# CoLA Matthews correlation, STS-B Spearman, every other task accuracy (MNLI: matched);
-# WNLI is left out of the average, as in those papers.
-GLUE_AVERAGE_METRIC = {
-    "cola": "matthews_correlation",
-    "sst2": "accuracy",
-    "mrpc": "accuracy",
-    "stsb": "spearmanr",
-    "qqp": "accuracy",
-    "mnli": "accuracy",
-    "qnli": "accuracy",
-    "rte": "accuracy",
-}
-
-
-# The Ettin paper's generative suite (its Table 4), in its column order; the generative average
-# is the plain mean of their headline scores.
-GENERATIVE_TASKS = ("arc_challenge", "hellaswag", "lambada_openai", "openbookqa", "piqa", "sciq", "social_iqa",
-                    "triviaqa", "winogrande", "wsc273")
-
-
-def generative_average(scores: dict[str, float]) -> float | None:
-    """Mean of the ten generative tasks' headline scores; None unless all ten are present."""
-    if not all(task in scores and scores[task] is not None for task in GENERATIVE_TASKS):
-        return None
-    return float(np.mean([scores[t] for t in GENERATIVE_TASKS]))
-
-
-def glue_average(scores: dict[str, float]) -> float | None:
-    """Mean of the GLUE-average tasks' headline scores; None unless all eight are present."""
-    if not all(task in scores and scores[task] is not None for task in GLUE_AVERAGE_METRIC):
-        return None
-    return float(np.mean([scores[t] for t in GLUE_AVERAGE_METRIC]))

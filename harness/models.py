@@ -12,7 +12,7 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from harness.errors import UserError
+from harness.errors import UserError, first_line
 
 HUB_ORG = "jhu-clsp"
 SIZES = ("17m", "32m", "68m", "150m", "400m", "1b")
@@ -36,8 +36,19 @@ PARAMETERS = {
     "1b": 1_028_050_688,
 }
 # Checkpoint tags published on the hub as revisions of every Ettin model, e.g. the end of
-# pre-training, of the mid-training context extension and of the decay phase.
+# pre-training, of the mid-training context extension and of the decay phase (Ettin README).
 KNOWN_REVISIONS = ("step599525", "ext1000", "decay100")
+# Hub ids of the cross-objective models. The authors' scripts and every third-party loader found
+# spell them short (orionw/lm-evaluation-harness run_eval.sh: jhu-clsp/ettin-enc-from-dec-68m;
+# JHU-CLSP/ettin-encoder-vs-decoder bias_eval/batch_eval.py: ettin-enc-from-dec-<size>, and
+# dec-from-enc by replacement), the Ettin README's links spell them long; the long form is kept
+# as an alias, tried when the short one is not found. The pre-release scripts call 68m "66m".
+CROSS_IDS = {"encoder-from-decoder": ("ettin-enc-from-dec-{size}", "ettin-encoder-from-decoder-{size}"),
+             "decoder-from-encoder": ("ettin-dec-from-enc-{size}", "ettin-decoder-from-encoder-{size}")}
+PRE_RELEASE_SIZE = {"68m": "66m"}
+# Encoders trained from a decoder were scored by the authors' lm-eval fork with its MNTP option
+# (run_eval.sh: uses_mtnp=True for ettin-enc-from-dec-68m).
+MNTP_VARIANTS = ("encoder-from-decoder",)
 
 
 @dataclass(frozen=True)
@@ -52,6 +63,9 @@ class ModelSpec:
     variant: str | None = None  # Ettin variant (see VARIANTS), None for other models
     parameters: int | None = None
     family: str = "other"  # "ettin", "ettin-cross" (cross-objective), "tiny" (local stand-in), "other"
+    aliases: tuple[str, ...] = ()  # other hub ids of the same model, tried in order when model_id is not found
+    pair: str | None = None  # the name of the encoder/decoder pair this model belongs to (reports pair on it)
+    mntp: bool = False  # encoders: score by MNTP (read one position before the first [MASK]) by default
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -63,8 +77,13 @@ def ettin(variant: str, size: str, revision: str | None = None) -> ModelSpec:
     if size not in SIZES:
         raise UserError(f"unknown Ettin size '{size}'; choose from {', '.join(SIZES)}")
     name = f"ettin-{variant}-{size}"
+    ids = [f"{HUB_ORG}/{name}"]
+    if variant in CROSS_IDS:
+        ids = [f"{HUB_ORG}/{form.format(size=size)}" for form in CROSS_IDS[variant]]
+        if size in PRE_RELEASE_SIZE:
+            ids.append(f"{HUB_ORG}/{CROSS_IDS[variant][0].format(size=PRE_RELEASE_SIZE[size])}")
     return ModelSpec(
-        model_id=f"{HUB_ORG}/{name}",
+        model_id=ids[0],
         architecture=VARIANTS[variant],
         revision=revision,
         name=name,
@@ -72,6 +91,9 @@ def ettin(variant: str, size: str, revision: str | None = None) -> ModelSpec:
         variant=variant,
         parameters=PARAMETERS[size],
         family="ettin" if variant in ARCHITECTURES else "ettin-cross",
+        aliases=tuple(ids[1:]),
+        pair=f"{size} (cross)" if variant in CROSS_IDS else size,
+        mntp=variant in MNTP_VARIANTS,
     )
 
 
@@ -102,6 +124,11 @@ def _split_spec(text: str) -> tuple[str, str | None, str | None]:
         if text.endswith(":" + suffix):
             text, arch = text[: -len(suffix) - 1], suffix
             break
+    else:
+        head, colon, tail = text.rpartition(":")
+        if colon and tail and "/" not in tail and not os.path.exists(text) and not tail.isdigit():
+            raise UserError(f"unknown suffix ':{tail}' in --model {text}; use :encoder or :decoder "
+                            "(or leave it out to read the architecture from the config)")
     revision = None
     # '@' marks a revision unless the text is an existing path that contains one
     if "@" in text and not os.path.exists(text):
@@ -113,19 +140,21 @@ def resolve(text: str, revision: str | None = None) -> ModelSpec:
     """Turn ``--model`` text into a spec, reading the architecture from the config if needed."""
     model_id, rev, arch = _split_spec(text.strip())
     rev = rev or revision
-    short = model_id.split("/", 1)[1] if model_id.startswith(HUB_ORG + "/") else model_id
     for spec in registry():
-        if short == spec.name:
+        if model_id in (spec.name, spec.model_id, *spec.aliases) or model_id == f"{HUB_ORG}/{spec.name}":
             if arch and arch != spec.architecture:
                 spec = ModelSpec(**{**asdict(spec), "architecture": arch})
             return ModelSpec(**{**asdict(spec), "revision": rev})
-    config = load_config(model_id, rev)
+    config = load_config(model_id, rev)  # also stops on a path that is not a model folder
+    base = os.path.basename(model_id.rstrip("/")).lower()
     return ModelSpec(
         model_id=model_id,
         architecture=arch or architecture_of(config, model_id),
         revision=rev,
         name=display_name(model_id) if os.path.isdir(model_id) else model_id,
         parameters=None,
+        # a copy of a cross-objective encoder keeps the fork's MNTP scoring
+        mntp=any(n in base for n in ("encoder-from-decoder", "enc-from-dec")),
     )
 
 
@@ -141,9 +170,28 @@ def display_name(path: str) -> str:
     return p.name
 
 
+def check_available(spec: ModelSpec) -> str:
+    """Fail now, before any work, when no id of ``spec`` can be read; returns the id that was."""
+    from transformers import AutoConfig
+
+    return load_with_aliases(spec, lambda name: AutoConfig.from_pretrained(name, revision=spec.revision))[1]
+
+
+def with_pair(specs: list[ModelSpec], name: str) -> list[ModelSpec]:
+    """``specs`` (one encoder and one decoder) marked as the pair ``name``, which reports show as one row."""
+    archs = sorted(s.architecture for s in specs)
+    if archs != ["decoder", "encoder"]:
+        raise UserError(f"--pair {name} needs exactly one encoder and one decoder among the --model models, "
+                        f"got: {', '.join(f'{s.name} ({s.architecture})' for s in specs) or 'none'}")
+    return [ModelSpec(**{**asdict(s), "pair": name}) for s in specs]
+
+
 def load_config(model_id: str, revision: str | None = None):
     from transformers import AutoConfig
 
+    if os.path.isfile(model_id):
+        folder = os.path.dirname(os.path.abspath(model_id))
+        raise UserError(f"--model '{model_id}' is a file; give the folder that holds config.json ({folder})")
     if os.path.isdir(model_id):
         if not (Path(model_id) / "config.json").exists():
             raise UserError(f"'{model_id}' has no config.json; point --model at a saved Hugging Face model folder")
@@ -156,6 +204,22 @@ def load_config(model_id: str, revision: str | None = None):
         raise UserError(hub_error_message(f"model '{model_id}'", exc)) from None
 
 
+def load_with_aliases(spec: ModelSpec, load):
+    """``(load(id), id)`` for the first of the spec's ids that loads. A failure to find the repository
+    moves on to the next alias; when none loads, one line names every id tried and why."""
+    tried = []
+    for model_id in (spec.model_id, *spec.aliases):
+        try:
+            return load(model_id), model_id
+        except OSError as exc:  # transformers turns "repository not found" and offline misses into OSError
+            tried.append((model_id, exc))
+    if len(tried) == 1:
+        raise UserError(hub_error_message(f"model '{spec.model_id}'", tried[0][1]))
+    reasons = "; ".join(f"{i}: {first_line(e, 200)}" for i, e in tried)
+    raise UserError(f"model '{spec.name or spec.model_id}' could not be loaded under any of its hub ids ({reasons}); "
+                    "check your network or HF_HUB_OFFLINE, or pass a local path with --model")
+
+
 def hub_error_message(what: str, exc: Exception) -> str:
     offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
     if offline:
@@ -163,7 +227,7 @@ def hub_error_message(what: str, exc: Exception) -> str:
             f"{what} is not in the local Hugging Face cache and HF_HUB_OFFLINE=1 forbids downloading it; "
             "download it with hub access first or pass a local path"
         )
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    text = first_line(exc)
     return f"{what} could not be loaded from the Hugging Face hub ({text}); check the name and your network, or pass a local path"
 
 
@@ -192,20 +256,6 @@ def architecture_of(config, model_id: str = "") -> str:
     )
 
 
-def count_parameters(model) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
 def describe_registry() -> list[dict]:
-    rows = []
-    for spec in registry():
-        rows.append(
-            {
-                "name": spec.name,
-                "hub id": spec.model_id,
-                "architecture": spec.architecture,
-                "variant": spec.variant,
-                "parameters": spec.parameters,
-            }
-        )
-    return rows
+    return [{"name": s.name, "hub id": s.model_id, "aliases": ", ".join(s.aliases), "architecture": s.architecture,
+             "variant": s.variant, "parameters": s.parameters} for s in registry()]

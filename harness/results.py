@@ -1,83 +1,85 @@
-"""The results store: one JSON record per finished cell, written atomically.
+"""The results store: one JSON record per finished cell, written atomically, and reading them back.
 
 Layout of a results folder::
 
     records/<cell_key>.json    one record per finished (or failed) cell
-    samples/<cell_key>.jsonl   per-example predictions of that cell (for significance tests)
+    samples/<cell_key>.jsonl   per-example inputs and outputs of that cell
     checkpoints/               warm-start checkpoints (best MNLI model per model)
 
 A record file appears only complete (written to a temporary file, then renamed), so a crash
 never leaves half a record and two runs writing into one folder never corrupt each other.
 ``.locks/<cell_key>.lock`` lets a run claim a cell, so two runs into one folder do not compute
 the same cell twice (an flock: the kernel releases it when its holder dies, even by kill -9).
+Files are created readable as the user's umask says (results folders are shared).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import platform
 import sys
 import tempfile
-import warnings
-from datetime import datetime, timezone
 from pathlib import Path
+
+from harness.errors import UserError
 
 try:
     import fcntl
 except ImportError:  # Windows: no claims, so two runs into one folder may compute a cell twice
     fcntl = None
 
-SCHEMA_VERSION = 1
-
-# The fields every record carries (see README, "Result records").
-RECORD_FIELDS = (
-    "schema_version", "cell_key", "status", "model", "model_name", "revision", "architecture",
-    "size", "variant", "family", "parameters", "task", "task_group", "adapter", "split",
-    "metrics", "headline_metric", "n_examples", "seed", "hyperparameters", "wall_time_s",
-    "tokens_processed", "versions", "timestamp", "samples", "error",
-)
+SCHEMA_VERSION = 2
+REQUIRED = ("cell_key", "status", "model", "task", "metrics")
+_NOTICED: set[str] = set()
 
 
-def library_versions() -> dict:
-    import torch
-    import transformers
-
-    from harness import __version__
-
-    versions = {
-        "harness": __version__,
-        "transformers": transformers.__version__,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-    }
-    lm_eval = sys.modules.get("lm_eval")
-    if lm_eval is not None:
-        versions["lm_eval"] = getattr(lm_eval, "__version__", "unknown")
-    return versions
+def notice(text: str) -> None:
+    """A one-line notice on stderr, printed once per process however often it is raised."""
+    if text not in _NOTICED:
+        _NOTICED.add(text)
+        sys.stderr.write(f"ettin-eval: {text}\n")
 
 
-def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def writable_folder(root: str | os.PathLike, flag: str = "--output-path") -> Path:
+    """``root`` created if needed and checked for writing; a file in the way or no permission
+    is the user's to fix, said in one line."""
+    path = Path(root)
+    for parent in [path, *path.parents]:
+        if parent.exists() and not parent.is_dir():
+            raise UserError(f"{flag} '{root}' lies under the file '{parent}'; choose a folder path")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=path, prefix=".write-check.", delete=True)
+        probe.close()
+    except OSError as exc:
+        raise UserError(f"cannot write to {flag} '{root}' ({exc.strerror or exc}); choose a folder you can "
+                        "write to") from None
+    return path
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as f:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise UserError(f"cannot write {path} ({exc.strerror or exc}); make the results folder writable") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
-
-
-class CorruptRecord(UserWarning):
-    """A file in records/ that is not a readable record of a known schema version."""
 
 
 class ResultStore:
@@ -89,6 +91,9 @@ class ResultStore:
 
     def record_path(self, key: str) -> Path:
         return self.records_dir / f"{key}.json"
+
+    def checkpoint_path(self, key: str) -> Path:
+        return self.checkpoints_dir / f"{key}.safetensors"
 
     def has(self, key: str) -> bool:
         """True when the cell finished successfully (failed cells are run again)."""
@@ -102,10 +107,10 @@ class ResultStore:
         return self._read(path)
 
     def write(self, record: dict) -> Path:
-        missing = [f for f in ("cell_key", "status", "model", "task", "metrics") if f not in record]
+        missing = [f for f in REQUIRED if f not in record]
         if missing:
             raise ValueError(f"record lacks {missing}")
-        record = {"schema_version": SCHEMA_VERSION, **record}
+        record = {**record, "schema_version": SCHEMA_VERSION}
         path = self.record_path(record["cell_key"])
         atomic_write_text(path, json.dumps(record, indent=1, sort_keys=True, default=_json_default))
         return path
@@ -120,7 +125,7 @@ class ResultStore:
         ``release``, or None when another process holds the claim and ``wait`` is False."""
         path = self.root / ".locks" / f"{key}.lock"
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
         if fcntl is None:
             return fd
         try:
@@ -143,7 +148,7 @@ class ResultStore:
         rel = record.get("samples")
         if not rel:
             return []
-        with open(self.root / rel) as f:
+        with open(self.root / rel, encoding="utf-8") as f:
             return [json.loads(line) for line in f if line.strip()]
 
     def records(self, include_failed: bool = False) -> list[dict]:
@@ -152,26 +157,22 @@ class ResultStore:
             return out
         for path in sorted(self.records_dir.glob("*.json")):
             record = self._read(path)
-            if record is None:
-                continue
-            if record.get("status") == "ok" or include_failed:
+            if record is not None and (record.get("status") == "ok" or include_failed):
                 out.append(record)
         return out
 
-    def _read(self, path: Path) -> dict | None:
+    @staticmethod
+    def _read(path: Path) -> dict | None:
         try:
-            with open(path) as f:
+            with open(path, encoding="utf-8") as f:
                 record = json.load(f)
-        except (OSError, json.JSONDecodeError) as exc:
-            warnings.warn(f"skipping unreadable record {path}: {exc}", CorruptRecord, stacklevel=2)
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            notice(f"skipping unreadable record {path} ({type(exc).__name__}); move it away to rerun its cell")
             return None
         if not isinstance(record, dict) or record.get("schema_version") != SCHEMA_VERSION:
             version = record.get("schema_version") if isinstance(record, dict) else None
-            warnings.warn(
-                f"skipping {path}: schema version {version!r}, this harness reads version {SCHEMA_VERSION}",
-                CorruptRecord,
-                stacklevel=2,
-            )
+            notice(f"skipping {path}: schema version {version!r}, this harness reads version {SCHEMA_VERSION}; "
+                   "move it away (or rerun with the harness that wrote it) to use its cell")
             return None
         return record
 
@@ -184,16 +185,20 @@ def _json_default(obj):
     raise TypeError(f"cannot store {type(obj).__name__} in a record")
 
 
+def _check_folder(root) -> None:
+    if not os.path.isdir(root):
+        raise UserError(f"results folder '{root}' does not exist; pass the --output-path of a run")
+
+
 def load_frame(*roots: str | os.PathLike, include_failed: bool = False):
     """All records of one or more results folders as a DataFrame, one row per record."""
     import pandas as pd
 
     rows = []
     for root in roots:
-        for record in ResultStore(root).records(include_failed=include_failed):
-            rows.append({**record, "results_dir": str(root)})
-    columns = list(RECORD_FIELDS) + ["results_dir"]
-    return pd.DataFrame(rows, columns=columns) if not rows else pd.DataFrame(rows)
+        _check_folder(root)
+        rows += [{**record, "results_dir": str(root)} for record in ResultStore(root).records(include_failed)]
+    return pd.DataFrame(rows)
 
 
 def tidy_frame(*roots: str | os.PathLike):
@@ -202,31 +207,17 @@ def tidy_frame(*roots: str | os.PathLike):
 
     rows = []
     for root in roots:
+        _check_folder(root)
         for r in ResultStore(root).records():
             hp = r.get("hyperparameters") or {}
-            base = {
-                "model": r["model"],
-                "model_name": r.get("model_name"),
-                "revision": r.get("revision"),
-                "architecture": r.get("architecture"),
-                "size": r.get("size"),
-                "variant": r.get("variant"),
-                "family": r.get("family"),
-                "parameters": r.get("parameters"),
-                "task": r["task"],
-                "task_group": r.get("task_group"),
-                "split": r.get("split"),
-                "seed": r.get("seed"),
-                "n_examples": r.get("n_examples"),
-                "wall_time_s": r.get("wall_time_s"),
-                "tokens_processed": r.get("tokens_processed"),
-                "cell_key": r["cell_key"],
-                "hyperparameters": json.dumps(hp, sort_keys=True),
-                **{f"hp_{k}": v for k, v in sorted(hp.items())},
-                "timestamp": r.get("timestamp"),
-                **{f"{k}_version": v for k, v in sorted((r.get("versions") or {}).items())},
-            }
+            protocol = r.get("protocol") or {}
+            base = {k: r.get(k) for k in ("model", "model_name", "loaded_id", "revision", "architecture", "size",
+                                          "variant", "family", "pair", "parameters", "task", "task_group", "split",
+                                          "seed", "n_examples", "wall_time_s", "tokens_processed", "cell_key",
+                                          "config_key", "protocol_key")}
+            base.update({"protocol": protocol.get("label"), "hyperparameters": json.dumps(hp, sort_keys=True),
+                         **{f"hp_{k}": v for k, v in sorted(hp.items())}, "timestamp": r.get("timestamp"),
+                         **{f"{k}_version": v for k, v in sorted((r.get("versions") or {}).items())}})
             for metric, value in sorted(r["metrics"].items()):
-                rows.append({**base, "metric": metric, "value": value,
-                             "headline": metric == r.get("headline_metric")})
+                rows.append({**base, "metric": metric, "value": value, "headline": metric == r.get("headline_metric")})
     return pd.DataFrame(rows)

@@ -1,23 +1,30 @@
-"""Task specs for fine-tuned classification (GLUE-style), loaded and validated from YAML.
+"""Classification (GLUE-style) task specs from YAML, and their data rows, validated.
 
-Tasks are data: adding one is adding a YAML file to ``tasks/glue/`` (or to a folder given
-with ``--include-path``). This module knows nothing about models.
+Tasks are data: adding one is adding a YAML file to ``tasks/glue/`` (or to a folder given with
+``--include-path``). A task of the suite takes its group and headline metric from
+``tasks/suite.yaml``; a task of your own names them in its YAML. Bad rows (labels outside the
+task's classes, ``-1`` test labels, NaN scores, empty splits, undecodable bytes) stop with one
+line naming the file, the row and the fix. This module knows nothing about models.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
-from harness.errors import UserError
+from harness.bundled import tasks_dir
+from harness.configs import digest
+from harness.errors import UserError, first_line
 from harness.metrics import METRICS
+from harness.suite import suite
 
-REPO_TASKS_DIR = Path(__file__).resolve().parent.parent / "tasks"
 DATA_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 REQUIRED_FIELDS = ("task", "dataset_path", "train_split", "eval_splits", "text_fields", "label_type", "metrics")
+EXAMPLE = "see tasks/glue/sst2.yaml for the format"
 
 
 @dataclass(frozen=True)
@@ -42,8 +49,10 @@ class TaskSpec:
     headline_metric: str
     epochs_group: str = "long"  # "short": the paper sweeps {1,2,3,4} epochs, "long": {2,5,10,12}
     warm_start_from: str | None = None
-    source: str = ""
+    source: str = field(default="", compare=False)
     extra: dict = field(default_factory=dict, compare=False, hash=False)
+
+    adapter = "classification"
 
     @property
     def primary_split(self) -> str:
@@ -53,6 +62,13 @@ class TaskSpec:
     def is_regression(self) -> bool:
         return self.label_type == "regression"
 
+    def identity(self) -> dict:
+        """Everything in the spec that can change a number (not where the file lies)."""
+        return {"name": self.name, "dataset": [self.dataset_path, self.dataset_name], "train": self.train_split,
+                "eval": [[e.split, e.metric_suffix] for e in self.eval_splits], "text": list(self.text_fields),
+                "label": [self.label_field, self.label_type, self.num_labels], "metrics": list(self.metrics),
+                "headline": self.headline_metric, "extra": digest(self.extra)}
+
 
 def _as_list(value) -> list:
     return list(value) if isinstance(value, (list, tuple)) else [value]
@@ -60,12 +76,10 @@ def _as_list(value) -> list:
 
 def parse_task(data: dict, source: str = "<dict>") -> TaskSpec:
     if not isinstance(data, dict):
-        raise UserError(f"task file {source} is not a YAML mapping; see tasks/glue/sst2.yaml for the format")
+        raise UserError(f"task file {source} is not a YAML mapping; {EXAMPLE}")
     missing = [f for f in REQUIRED_FIELDS if f not in data]
     if missing:
-        raise UserError(
-            f"task file {source} lacks field(s) {', '.join(missing)}; add them (see tasks/glue/sst2.yaml)"
-        )
+        raise UserError(f"task file {source} lacks field(s) {', '.join(missing)}; add them ({EXAMPLE})")
     label_type = data["label_type"]
     if label_type not in ("classification", "regression"):
         raise UserError(f"task file {source}: label_type must be classification or regression, not '{label_type}'")
@@ -74,23 +88,21 @@ def parse_task(data: dict, source: str = "<dict>") -> TaskSpec:
     unknown = [m for m in metrics if m not in METRICS]
     if unknown:
         raise UserError(f"task file {source}: unknown metric(s) {unknown}; known: {', '.join(sorted(METRICS))}")
-    splits = []
-    for item in _as_list(data["eval_splits"]):
-        if isinstance(item, dict):
-            splits.append(EvalSplit(str(item["split"]), str(item.get("metric_suffix", ""))))
-        else:
-            splits.append(EvalSplit(str(item)))
+    splits = [EvalSplit(str(i["split"]), str(i.get("metric_suffix", ""))) if isinstance(i, dict) else EvalSplit(str(i))
+              for i in _as_list(data["eval_splits"])]
     text_fields = tuple(_as_list(data["text_fields"]))
     if not 1 <= len(text_fields) <= 2:
         raise UserError(f"task file {source}: text_fields must name one or two columns")
-    headline = data.get("headline_metric", metrics[0])
+    name = str(data["task"])
+    known = suite().tasks.get(name)
+    headline = data.get("headline_metric") or (known.headline if known else metrics[0])
     if headline not in metrics:
         raise UserError(f"task file {source}: headline_metric '{headline}' is not one of its metrics")
-    known = set(REQUIRED_FIELDS) | {"group", "dataset_name", "label_field", "num_labels", "headline_metric",
-                                    "epochs_group", "warm_start_from", "adapter", "description"}
+    fields = set(REQUIRED_FIELDS) | {"group", "dataset_name", "label_field", "num_labels", "headline_metric",
+                                     "epochs_group", "warm_start_from", "adapter", "description"}
     return TaskSpec(
-        name=str(data["task"]),
-        group=str(data.get("group", "custom")),
+        name=name,
+        group=str(data.get("group") or (known.group if known else "custom")),
         dataset_path=str(data["dataset_path"]),
         dataset_name=data.get("dataset_name"),
         train_split=str(data["train_split"]),
@@ -104,65 +116,67 @@ def parse_task(data: dict, source: str = "<dict>") -> TaskSpec:
         epochs_group=str(data.get("epochs_group", "long")),
         warm_start_from=data.get("warm_start_from"),
         source=source,
-        extra={k: v for k, v in data.items() if k not in known},
+        extra={k: v for k, v in data.items() if k not in fields},
     )
 
 
-def load_task_file(path: Path) -> TaskSpec:
+def _read_yaml(path: Path):
     try:
-        with open(path) as f:
-            data = yaml.safe_load(f)
+        with open(path, encoding="utf-8") as f:
+            return yaml.safe_load(f)
     except yaml.YAMLError as exc:
-        first = str(exc).splitlines()[0]
-        raise UserError(f"task file {path} is not valid YAML ({first}); fix its syntax") from None
-    return parse_task(data, str(path))
+        raise UserError(f"task file {path} is not valid YAML ({first_line(exc)}); fix its syntax") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"task file {path} cannot be read ({exc}); fix or remove it") from None
 
 
-def is_classification_yaml(path: Path) -> bool:
-    try:
-        with open(path) as f:
-            data = yaml.safe_load(f)
-    except (yaml.YAMLError, OSError):
-        return True  # let load_task_file report it
-    return isinstance(data, dict) and data.get("adapter", "classification") == "classification" and (
-        "text_fields" in data or "label_type" in data
-    )
+def is_classification_yaml(data) -> bool:
+    """A YAML mapping that says ``adapter: classification``, or has the classification fields."""
+    if not isinstance(data, dict):
+        return False
+    if "adapter" in data:
+        return data["adapter"] == "classification"
+    return "text_fields" in data or "label_type" in data
 
 
 def load_tasks(include_paths: list[str] | None = None) -> dict[str, TaskSpec]:
-    """All classification tasks: the built-in ``tasks/glue`` plus any ``--include-path`` folders."""
-    dirs = [REPO_TASKS_DIR / "glue"]
+    """All classification tasks: the shipped ``tasks/glue`` plus any ``--include-path`` folders."""
+    dirs = [tasks_dir() / "glue"]
     for p in include_paths or []:
         if not os.path.isdir(p):
             raise UserError(f"--include-path '{p}' is not a folder; give a folder of task YAML files")
         dirs.append(Path(p))
-    tasks: dict[str, TaskSpec] = {}
+    found: dict[str, TaskSpec] = {}
     for d in dirs:
         for path in sorted(d.glob("*.yaml")) + sorted(d.glob("*.yml")):
-            if is_classification_yaml(path):
-                spec = load_task_file(path)
-                tasks[spec.name] = spec
-    return tasks
+            data = _read_yaml(path)
+            if is_classification_yaml(data):
+                spec = parse_task(data, str(path))
+                found[spec.name] = spec
+    if not any(s.group == "glue" for s in found.values()):
+        raise UserError(f"no GLUE task YAML in {dirs[0]}; the installation is incomplete: reinstall ettin-harness")
+    order = {name: i for i, name in enumerate(suite().tasks)}  # the suite's (the paper's) order first
+    return dict(sorted(found.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])))
 
 
-def groups(tasks: dict[str, TaskSpec]) -> dict[str, list[str]]:
+def groups(specs: dict[str, TaskSpec]) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
-    for spec in tasks.values():
+    for spec in specs.values():
         out.setdefault(spec.group, []).append(spec.name)
     return out
 
 
-def select(names: list[str], tasks: dict[str, TaskSpec]) -> list[TaskSpec]:
+def select(names: list[str], specs: dict[str, TaskSpec]) -> list[TaskSpec]:
     """Expand task names and group names (``glue``) into specs, keeping order, without repeats."""
-    by_group = groups(tasks)
+    by_group = groups(specs)
     chosen: list[TaskSpec] = []
     for name in names:
-        if name in tasks:
-            items = [tasks[name]]
+        if name in specs:
+            items = [specs[name]]
         elif name in by_group:
-            items = [tasks[n] for n in by_group[name]]
+            items = [specs[n] for n in by_group[name]]
         else:
-            known = sorted(set(tasks) | set(by_group))
+            known = sorted(set(specs) | set(by_group))
             raise UserError(f"unknown task '{name}'; known tasks and groups: {', '.join(known)} (see 'ettin-eval tasks')")
         for spec in items:
             if spec not in chosen:
@@ -170,50 +184,98 @@ def select(names: list[str], tasks: dict[str, TaskSpec]) -> list[TaskSpec]:
     return chosen
 
 
+def task_folder(data_dir: str, task: str) -> Path:
+    return Path(data_dir) / task
+
+
 def find_local_file(data_dir: str, task: str, split: str) -> Path:
-    base = Path(data_dir) / task
+    base = task_folder(data_dir, task)
     for suffix in DATA_SUFFIXES:
         path = base / f"{split}{suffix}"
         if path.exists():
             return path
-    raise UserError(
-        f"no file for task '{task}' split '{split}' in --data-dir: expected {base}/{split}.jsonl "
-        f"(or .json/.csv/.parquet) with the hub dataset's column names"
-    )
+    raise UserError(f"no file for task '{task}' split '{split}' in --data-dir: expected {base}/{split}.jsonl "
+                    f"(or .json/.csv/.parquet) with the hub dataset's column names")
+
+
+def _undecodable_row(path: Path) -> str:
+    """' row N' of the first line of a text file that is not UTF-8, or '' when none is found."""
+    with open(path, "rb") as f:
+        for number, line in enumerate(f, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError:
+                return f" (line {number})"
+    return ""
+
+
+def _read_local(path: Path, split: str):
+    import datasets
+
+    builder = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}[path.suffix]
+    if path.suffix != ".parquet":
+        where = _undecodable_row(path)
+        if where:
+            raise UserError(f"{path}{where} is not UTF-8 text; re-save the file as UTF-8")
+        if not path.read_text(encoding="utf-8").strip():
+            raise UserError(f"{path} holds no rows; give the split its rows or drop the task")
+    try:
+        return datasets.load_dataset(builder, data_files={split: str(path)}, split=split)
+    except Exception as exc:
+        reason = first_line(exc)
+        raise UserError(f"cannot read {path} ({reason}); fix the file or its format") from None
+
+
+def _read_hub(spec: TaskSpec, split: str):
+    import datasets
+
+    try:
+        return datasets.load_dataset(spec.dataset_path, spec.dataset_name, split=split)
+    except Exception as exc:
+        offline = any(os.environ.get(v, "0").lower() in ("1", "true") for v in ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE"))
+        reason = "hub access is off (HF_DATASETS_OFFLINE/HF_HUB_OFFLINE)" if offline else first_line(exc)
+        raise UserError(f"dataset {spec.dataset_path}/{spec.dataset_name or ''} split '{split}' for task '{spec.name}' "
+                        f"could not be loaded: {reason}; pass --data-dir DIR with DIR/{spec.name}/{split}.jsonl") from None
+
+
+def check_rows(spec: TaskSpec, ds, where: str) -> None:
+    """Stop on the first row a fine-tuning or a score must not use, naming it and the fix."""
+    if len(ds) == 0:
+        raise UserError(f"{where} holds no rows; give the split its rows or drop the task")
+    for name in spec.text_fields:
+        for i, text in enumerate(ds[name]):
+            if text is None:
+                raise UserError(f"{where} row {i + 1}: column '{name}' is empty (null); fill it or drop the row")
+    for i, label in enumerate(ds[spec.label_field]):
+        if spec.is_regression:
+            ok = isinstance(label, (int, float)) and not isinstance(label, bool) and math.isfinite(label)
+            if not ok:
+                raise UserError(f"{where} row {i + 1}: label {label!r} is not a finite number; task '{spec.name}' "
+                                "is a regression task: give every row a numeric score")
+            continue
+        if not (isinstance(label, int) and not isinstance(label, bool) or
+                isinstance(label, float) and label.is_integer()) or not 0 <= label < spec.num_labels:
+            hint = (" (-1 marks an unlabelled test split: score a labelled split instead)" if label == -1 else "")
+            raise UserError(f"{where} row {i + 1}: label {label!r} is not one of task '{spec.name}''s classes "
+                            f"0..{spec.num_labels - 1}{hint}; fix the label or the task's num_labels")
 
 
 def load_split(spec: TaskSpec, split: str, data_dir: str | None = None, limit: int | None = None):
-    """One split of a task as a ``datasets.Dataset``, from ``data_dir`` when given, else the hub."""
+    """One split of a task as a checked ``datasets.Dataset``, from ``data_dir`` when given, else the hub."""
     import datasets
 
     datasets.disable_progress_bars()
     if data_dir:
         path = find_local_file(data_dir, spec.name, split)
-        builder = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}[path.suffix]
-        try:
-            ds = datasets.load_dataset(builder, data_files={split: str(path)}, split=split)
-        except Exception as exc:
-            raise UserError(f"cannot read {path} ({str(exc).splitlines()[0]}); fix the file or its format") from None
-        where = str(path)
+        ds, where = _read_local(path, split), str(path)
     else:
-        try:
-            ds = datasets.load_dataset(spec.dataset_path, spec.dataset_name, split=split)
-        except Exception as exc:
-            offline = os.environ.get("HF_DATASETS_OFFLINE", "0") in ("1", "true") or os.environ.get(
-                "HF_HUB_OFFLINE", "0") in ("1", "true")
-            reason = "hub access is off (HF_DATASETS_OFFLINE/HF_HUB_OFFLINE)" if offline else str(exc).splitlines()[0]
-            raise UserError(
-                f"dataset {spec.dataset_path}/{spec.dataset_name or ''} split '{split}' for task '{spec.name}' "
-                f"could not be loaded: {reason}; pass --data-dir DIR with DIR/{spec.name}/{split}.jsonl"
-            ) from None
-        where = f"{spec.dataset_path}/{spec.dataset_name}"
+        ds, where = _read_hub(spec, split), f"{spec.dataset_path}/{spec.dataset_name}[{split}]"
     needed = list(spec.text_fields) + [spec.label_field]
     absent = [c for c in needed if c not in ds.column_names]
     if absent:
-        raise UserError(
-            f"{where} lacks column(s) {', '.join(absent)} needed by task '{spec.name}' "
-            f"(it has: {', '.join(ds.column_names)}); rename them to the hub dataset's column names"
-        )
+        raise UserError(f"{where} lacks column(s) {', '.join(absent)} needed by task '{spec.name}' "
+                        f"(it has: {', '.join(ds.column_names)}); rename them to the hub dataset's column names")
     if limit is not None and limit < len(ds):
         ds = ds.select(range(limit))
+    check_rows(spec, ds, where)
     return ds

@@ -33,7 +33,7 @@ def spec_of(path: str):
 
 def task_requests(task_name: str, limit: int | None = None) -> list:
     """The lm-eval Instances of a local task (all of one request type), as the evaluator builds them."""
-    from harness.adapters.lm_eval_bridge import build_task
+    from harness.lm.tasks import build_task
 
     _, task = build_task(task_name)
     if task.get_config("num_fewshot") is None:

@@ -24,15 +24,12 @@ def test_rerun_recomputes_no_finished_cell(tiny_pair, demo_data, tmp_path, capsy
     # A run killed after some cells: drop one record, the rerun computes that cell only.
     victim = sorted(first)[0]
     (tmp_path / "records" / f"{victim}.json").unlink()
-    calls = []
-    from harness import cells
+    from test_executors import counting
 
-    real = cells.run_cell
-    monkeypatch.setattr("harness.executors.run_cell",
-                        lambda cell, *a, **k: calls.append(cell.key) or real(cell, *a, **k))
+    calls = counting(monkeypatch)
     assert quick_run(tiny_pair, demo_data, tmp_path) == 0
     out = capsys.readouterr().out
-    assert calls == [victim]
+    assert list(calls) == [victim]
     assert "1 cells run, 3 already in the store" in out
     after = {r["cell_key"]: r["timestamp"] for r in ResultStore(tmp_path).records()}
     assert set(after) == set(first)
@@ -40,20 +37,14 @@ def test_rerun_recomputes_no_finished_cell(tiny_pair, demo_data, tmp_path, capsy
 
     calls.clear()
     assert quick_run(tiny_pair, demo_data, tmp_path) == 0
-    assert calls == [] and "0 cells run, 4 already in the store, 0 failed; 0 model loads" in capsys.readouterr().out
+    assert calls == {} and "0 cells run, 4 already in the store, 0 failed; 0 model loads" in capsys.readouterr().out
 
 
 def test_a_failed_cell_is_recorded_and_the_others_finish(tiny_pair, demo_data, tmp_path, monkeypatch, capsys):
-    from harness import cells
+    from test_executors import counting
 
-    real = cells.run_cell
-
-    def flaky(cell, *a, **k):
-        if cell.task == "sst2" and cell.model.architecture == "decoder":
-            raise RuntimeError("bad row")
-        return real(cell, *a, **k)
-
-    monkeypatch.setattr("harness.executors.run_cell", flaky)
+    counting(monkeypatch, lambda cell, n: RuntimeError("bad row") if cell.task.name == "sst2" and
+             cell.model.architecture == "decoder" else None)
     assert quick_run(tiny_pair, demo_data, tmp_path) == 1
     store = ResultStore(tmp_path)
     assert len(store.records()) == 3
@@ -74,6 +65,10 @@ BAD_INPUTS = [
     (["run", "--sizes", "17m", "--tasks", "sst2", "--data-dir", "/no/such/dir"], "is not a folder"),
     (["run", "--sizes", "17m", "--tasks", "sst2", "--bogus"], "unrecognized arguments: --bogus"),
     (["export", "/no/such/results", "--tidy", "x.csv"], "does not exist"),
+    (["run", "--sizes", "17m", "--tasks", "sst2", "--lr", "nan"], "--lr values must be finite numbers"),
+    (["run", "--sizes", "17m", "--tasks", "sst2", "--weight-decay", "inf"], "--weight-decay values must be finite"),
+    (["run", "--sizes", "17m", "--tasks", "sst2", "--lr", "0"], "--lr values must be above 0"),
+    (["run", "--model", "./x:encodr", "--tasks", "sst2"], "unknown suffix ':encodr'"),
 ]
 
 
@@ -141,7 +136,8 @@ def test_console_script_exit_code(tmp_path):
 def test_models_and_tasks_listings(capsys):
     assert run_cli("models") == 0
     out = capsys.readouterr().out
-    assert "jhu-clsp/ettin-encoder-17m" in out and "jhu-clsp/ettin-decoder-from-encoder-1b" in out
+    assert "jhu-clsp/ettin-encoder-17m" in out and "jhu-clsp/ettin-dec-from-enc-1b" in out
+    assert "aliases: jhu-clsp/ettin-decoder-from-encoder-1b" in out
     assert run_cli("tasks") == 0
     out = capsys.readouterr().out
     assert "glue: " in out and "mnli" in out and "validation_mismatched" in out
@@ -163,3 +159,81 @@ def test_demo_completes(tmp_path, capsys):
     assert "tiny" in out and "stand-ins" in out and "ettin-eval run --sizes" in out
     tasks = {r["task"] for r in ResultStore(tmp_path).records()}
     assert {"sst2", "mnli", "rte", "stsb"} <= tasks
+
+
+def test_output_paths_that_cannot_hold_results_are_one_line(tiny_pair, demo_data, tmp_path, capsys):
+    afile = tmp_path / "a-file"
+    afile.write_text("keep me")
+    for out in (afile, afile / "under"):
+        code = run_cli("run", "--model", tiny_pair["encoder"], "--tasks", "sst2", "--data-dir", demo_data,
+                       "--output-path", out, "--quiet")
+        err = capsys.readouterr().err
+        assert code == 2 and "lies under the file" in err and len(err.strip().splitlines()) == 1, err
+    assert afile.read_text() == "keep me"
+    assert run_cli("report", str(tmp_path), "--out", str(afile / "rep")) == 2
+    assert "lies under the file" in capsys.readouterr().err
+
+
+def test_a_model_path_to_a_file_names_the_folder(tiny_pair, capsys):
+    code = run_cli("run", "--model", os.path.join(tiny_pair["encoder"], "config.json"), "--tasks", "sst2")
+    err = capsys.readouterr().err
+    assert code == 2 and "is a file; give the folder that holds config.json" in err
+
+
+def test_a_classification_yaml_missing_fields_names_them(tiny_pair, tmp_path, capsys):
+    (tmp_path / "mine.yaml").write_text("adapter: classification\ntask: mine\ndataset_path: x\ntrain_split: train\n"
+                                       "eval_splits: [validation]\nmetrics: [accuracy]\n")
+    code = run_cli("run", "--model", tiny_pair["encoder"], "--tasks", "mine", "--include-path", tmp_path)
+    err = capsys.readouterr().err
+    assert code == 2 and "lacks field(s) text_fields, label_type" in err and "unknown task" not in err
+
+
+def test_progress_in_a_log_file_is_one_plain_line_per_cell(tiny_pair, demo_data, tmp_path):
+    log = tmp_path / "run.log"
+    argv = [os.path.join(os.path.dirname(sys.executable), "ettin-eval"), "run", "--model", tiny_pair["encoder"],
+            "--tasks", "sst2,generative_demo", "--data-dir", demo_data, "--lr", "1e-3,2e-3", "--epochs", "1",
+            "--limit", "24", "--output-path", str(tmp_path / "out")]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    with open(log, "w") as f:
+        assert subprocess.run(argv, stdout=f, stderr=subprocess.STDOUT, env=env).returncode == 0
+    text = log.read_text()
+    assert "\r" not in text and "\x1b" not in text
+    lines = [line for line in text.splitlines() if line.startswith("[")]
+    assert [line.split("]")[0] for line in lines] == ["[1/3", "[2/3", "[3/3"]
+    assert all(" ok " in line for line in lines) and "it/s" not in text and "WARNING" not in text
+
+
+def run_in_terminal(argv: list[str]) -> str:
+    """What a person sees in a terminal (a pseudo-terminal, so tqdm draws its bars)."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))  # a 120-column window
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "COLUMNS": "120"}
+    proc = subprocess.Popen(argv, stdout=follower, stderr=follower, env=env)
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            data = os.read(leader, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    proc.wait()
+    os.close(leader)
+    assert proc.returncode == 0, b"".join(chunks)[-2000:]
+    return b"".join(chunks).decode(errors="replace")
+
+
+def test_quiet_silences_every_bar_in_a_terminal(tiny_pair, tmp_path):
+    argv = [os.path.join(os.path.dirname(sys.executable), "ettin-eval"), "run", "--model", tiny_pair["decoder"],
+            "--tasks", "generative_demo"]
+    shown = run_in_terminal(argv + ["--output-path", str(tmp_path / "a")])
+    assert "cells:" in shown and "it/s" in shown  # in a terminal the run shows bars, lm-eval's among them
+    quiet = run_in_terminal(argv + ["--output-path", str(tmp_path / "b"), "--quiet"])
+    assert "it/s" not in quiet and "%|" not in quiet and "1 cells run" in quiet

@@ -42,12 +42,9 @@ def test_sigkill_then_the_same_command_recomputes_no_finished_cell(tiny_pair, de
     before = {k: r["timestamp"] for k, r in readable_records(out).items() if r["status"] == "ok"}
     assert 2 <= len(before) < 6, "the run finished before it could be killed"
 
-    from harness import cells
+    from test_executors import counting
 
-    calls = []
-    real = cells.run_cell
-    monkeypatch.setattr("harness.executors.run_cell",
-                        lambda cell, *a, **k: calls.append(cell.key) or real(cell, *a, **k))
+    calls = counting(monkeypatch)
     assert run_cli(*command(tiny_pair, demo_data, out)) == 0
     after = readable_records(out)
     assert len(after) == 6 and all(r["status"] == "ok" for r in after.values())

@@ -1,7 +1,8 @@
 """EncoderLM's batched mask-append scoring against the one-row-at-a-time computation that Ettin's
 lm-eval fork ran (written out here from the method's definition), for many requests of different
-lengths, with and without the [SEP] term and with other numbers of masks; greedy generation with
-a stop string; and a whole lm-eval task."""
+lengths, with and without the [SEP] term, with other numbers of masks and with the MNTP read
+(one position before the first [MASK]); greedy generation with its own mask count and a stop
+string; the options as lm-eval model_args; and a whole lm-eval task."""
 
 from __future__ import annotations
 
@@ -14,33 +15,44 @@ TOL = 1e-4
 
 
 def reference_rows(tok, context: str, continuation: str, score_sep: bool):
-    """([CLS] ctx, continuation tokens) as the method defines them."""
+    """([CLS] ctx, continuation tokens) as the fork builds them (lm_eval/api/model.py L343-357 at
+    b4b5728): trailing spaces move to the continuation, the context is encoded with its special
+    tokens and its final [SEP] moved to the end of the separately encoded continuation."""
     stripped = context.rstrip()
     continuation = context[len(stripped):] + continuation
-    prefix = tok(stripped)["input_ids"][:-1]  # [CLS] ctx, its [SEP] moved to the end
-    cont = tok(stripped + continuation)["input_ids"][len(prefix):]
-    return prefix, (cont if score_sep else cont[:-1])
+    context_ids = tok(stripped)["input_ids"]
+    prefix, sep = context_ids[:-1], context_ids[-1]
+    cont = tok(continuation, add_special_tokens=False)["input_ids"]
+    return prefix, (cont + [sep] if score_sep else cont)
 
 
 @torch.no_grad()
-def reference_score(model, tok, prefix, cont, num_masks: int):
-    """One model call per continuation token, full logits, read at the first [MASK]."""
+def reference_score(model, tok, prefix, cont, num_masks: int, mntp: bool = False):
+    """One model call per continuation token, full logits, read at the first [MASK] (MNTP: at the
+    token before it, the last context token for the first continuation token)."""
     total, greedy = 0.0, True
     for i, target in enumerate(cont):
         ids = prefix + cont[:i] + [tok.mask_token_id] * num_masks + [tok.sep_token_id]
-        logits = model(input_ids=torch.tensor([ids])).logits[0, len(prefix) + i].float()
+        read = len(prefix) + i - 1 if mntp else len(prefix) + i
+        logits = model(input_ids=torch.tensor([ids])).logits[0, read].float()
         total += float(torch.log_softmax(logits, -1)[target])
         greedy &= int(logits.argmax()) == target
     return total, greedy
 
 
 @torch.no_grad()
-def reference_generate(model, tok, context: str, stops: list[str], max_new: int, num_masks: int = 3) -> str:
-    prefix = tok(context)["input_ids"][:-1]
+def reference_generate(model, tok, context: str, stops: list[str], max_new: int, num_masks: int = 2,
+                       mntp: bool = False) -> str:
+    """The fork's greedy loop: HF generate feeds ``[CLS] ctx [SEP] t_1..t_k``, the fork drops a
+    trailing [SEP] (so only before the first token) and appends num_masks masks and a [SEP]."""
+    context_ids = tok(context)["input_ids"]
     new = []
     while len(new) < max_new:
-        ids = prefix + new + [tok.mask_token_id] * num_masks + [tok.sep_token_id]
-        token = int(model(input_ids=torch.tensor([ids])).logits[0, len(prefix) + len(new)].argmax())
+        seq = context_ids + new
+        seq = seq[:-1] if seq[-1] == tok.sep_token_id else seq
+        ids = seq + [tok.mask_token_id] * num_masks + [tok.sep_token_id]
+        read = len(seq) - 1 if mntp else len(seq)
+        token = int(model(input_ids=torch.tensor([ids])).logits[0, read].argmax())
         if token == tok.sep_token_id:
             break
         new.append(token)
@@ -60,7 +72,7 @@ def small_budget_runner():
 
 
 def encoder_lm(runner, path, **options):
-    from harness.adapters.mask_append import EncoderLM
+    from harness.lm.encoder import EncoderLM
 
     return EncoderLM(runner=runner, spec=spec_of(path), **options)
 
@@ -74,14 +86,14 @@ def scoring_requests() -> list:
     return reqs
 
 
-@pytest.mark.parametrize("num_masks,score_sep", [(3, True), (2, False)])
-def test_batched_scores_equal_one_row_reference(tiny_paths, small_budget_runner, num_masks, score_sep):
-    lm = encoder_lm(small_budget_runner, tiny_paths["encoder"], num_masks=num_masks, score_sep=score_sep)
+@pytest.mark.parametrize("num_masks,score_sep,mntp", [(3, True, False), (2, False, False), (3, True, True)])
+def test_batched_scores_equal_one_row_reference(tiny_paths, small_budget_runner, num_masks, score_sep, mntp):
+    lm = encoder_lm(small_budget_runner, tiny_paths["encoder"], num_masks=num_masks, score_sep=score_sep, mntp=mntp)
     reqs = scoring_requests()
     ours = lm.loglikelihood(reqs)
     for req, (logprob, greedy) in zip(reqs, ours):
         prefix, cont = reference_rows(lm.tokenizer, *req.args, score_sep=score_sep)
-        expected = reference_score(lm.model, lm.tokenizer, prefix, cont, num_masks)
+        expected = reference_score(lm.model, lm.tokenizer, prefix, cont, num_masks, mntp)
         assert abs(logprob - expected[0]) <= TOL and greedy == expected[1], req.args
 
 
@@ -118,26 +130,88 @@ def test_loglikelihood_rolling_is_mask_append_from_cls(tiny_paths, small_budget_
         assert total == pytest.approx(reference_score(lm.model, lm.tokenizer, [lm.cls_id], cont, 3)[0], abs=TOL)
 
 
-def test_generation_stops_at_stop_string_and_matches_reference(tiny_paths):
+@pytest.mark.parametrize("options", [{}, {"gen_num_masks": 1, "num_masks": 4, "mntp": True}])
+def test_generation_stops_at_stop_string_and_matches_reference(tiny_paths, options):
     from harness.runner import Runner
 
     runner = Runner(device="cpu", dtype="fp32", token_budget=256)  # its own copy: the weights change below
-    lm = encoder_lm(runner, tiny_paths["encoder"])
+    lm = encoder_lm(runner, tiny_paths["encoder"], **options)
+    gen_masks, mntp = options.get("gen_num_masks", 2), options.get("mntp", False)  # the fork's: 2, no MNTP
     with torch.no_grad():  # forbid special and unused ids (a random model favours them) so text comes out
         lm.model.decoder.bias[lm.tokenizer.all_special_ids] = -1e4
         lm.model.decoder.bias[len(lm.tokenizer):] = -1e4
     contexts = ["The quick brown", "Question: What is the capital of France?\nAnswer:", "A"]
-    unstopped = [reference_generate(lm.model, lm.tokenizer, c, [], 12) for c in contexts]
+    unstopped = [reference_generate(lm.model, lm.tokenizer, c, [], 12, gen_masks, mntp) for c in contexts]
     stop = next(ch for ch in unstopped[0][2:] if ch.strip() and ch != "\ufffd")  # a character it will produce
     reqs = [instance("generate_until", (c, {"until": [stop], "max_gen_toks": 12})) for c in contexts]
+    rows, read_rows = [], lm._read_rows
+    lm._read_rows = lambda batch: rows.extend(batch) or read_rows(batch)
     ours = lm.generate_until(reqs)
-    expected = [reference_generate(lm.model, lm.tokenizer, c, [stop, "[SEP]"], 12) for c in contexts]
+    expected = [reference_generate(lm.model, lm.tokenizer, c, [stop, "[SEP]"], 12, gen_masks, mntp) for c in contexts]
     assert ours == expected
     assert stop not in ours[0] and len(ours[0]) < len(unstopped[0])
+    assert lm.generate_until([instance("generate_until", (c, {"until": [], "max_gen_toks": 12}))
+                              for c in contexts]) == unstopped
+    # every row: gen_num_masks masks then [SEP], read at the first mask (MNTP: the token before it);
+    # the context's [SEP] is dropped for the first token only, as in the fork
+    sep, mask = lm.sep_id, lm.mask_id
+    for ids, read, _ in rows:
+        assert ids[-gen_masks - 1:] == [mask] * gen_masks + [sep] and ids.count(mask) == gen_masks
+        assert read == len(ids) - gen_masks - 1 - int(mntp)
+    seps = [ids.count(sep) for ids, _, _ in rows]
+    assert seps.count(1) == 2 * len(contexts) and seps.count(2) == len(rows) - 2 * len(contexts) > 0
+
+
+def test_lm_eval_model_args(tiny_paths):
+    """The options as lm-eval passes them from a model_args string, and MNTP chosen by model."""
+    import dataclasses
+
+    from lm_eval.api.registry import get_model
+
+    from harness.lm import register
+
+    register()
+    from harness.errors import UserError
+    from harness.models import ettin, resolve
+
+    cls = get_model("ettin-encoder")
+    path = tiny_paths["encoder"]
+    lm = cls.create_from_arg_string(f"pretrained={path},mntp=true,num_masks=4,gen_num_masks=1,score_sep=false",
+                                    {"device": "cpu", "dtype": "fp32", "batch_size": 1})
+    assert (lm.mntp, lm.num_masks, lm.gen_num_masks, lm.score_sep) == (True, 4, 1, False)
+    lm = cls.create_from_arg_string(f"pretrained={path}", {"device": "cpu", "dtype": "fp32"})
+    assert (lm.mntp, lm.num_masks, lm.gen_num_masks) == (False, 3, 2)  # the fork's defaults
+    assert lm.get_model_info()["mask_append"]["mntp"] is False
+    for bad in ("mntp=maybe", "gen_num_masks=0", "num_masks=two"):
+        with pytest.raises(UserError, match=bad.split("=")[0]):
+            cls.create_from_arg_string(f"pretrained={path},{bad}", {"device": "cpu"})
+    for size in ("17m", "1b"):
+        assert ettin("encoder-from-decoder", size).mntp
+        assert not ettin("encoder", size).mntp and not ettin("decoder-from-encoder", size).mntp
+    assert resolve("jhu-clsp/ettin-enc-from-dec-68m").mntp
+    auto = cls(runner=lm.runner, spec=dataclasses.replace(lm.spec, mntp=True), mntp="auto")
+    assert auto.mntp and not cls(runner=lm.runner, spec=auto.spec, mntp=False).mntp
+
+
+def test_simple_evaluate_with_mntp_model_args(tiny_paths, cpu_runner):
+    from lm_eval.evaluator import simple_evaluate
+
+    from harness.lm.tasks import build_task
+
+    manager, task = build_task("generative_demo")
+    out = simple_evaluate(model="ettin-encoder", model_args=f"pretrained={tiny_paths['encoder']},mntp=true",
+                          tasks=[task], task_manager=manager, limit=2, log_samples=True, device="cpu")
+    assert out["config"]["mask_append"]["mntp"] is True
+    lm = encoder_lm(cpu_runner, tiny_paths["encoder"])  # only for its model and tokenizer
+    for sample in out["samples"]["generative_demo"]:
+        for (context, continuation), resp in zip(sample["arguments"], sample["filtered_resps"]):
+            prefix, cont = reference_rows(lm.tokenizer, context, continuation, score_sep=True)
+            assert resp[0] == pytest.approx(reference_score(lm.model, lm.tokenizer, prefix, cont, 3, mntp=True)[0],
+                                            abs=TOL)
 
 
 def test_evaluate_task_with_samples(tiny_paths, cpu_runner):
-    from harness.adapters.lm_eval_bridge import evaluate_task
+    from harness.lm.evaluate import evaluate_task
 
     spec = spec_of(tiny_paths["encoder"])
     result = evaluate_task(cpu_runner, spec, "generative_demo", log_samples=True, options={"num_masks": 2})
@@ -153,10 +227,10 @@ def test_evaluate_task_with_samples(tiny_paths, cpu_runner):
 
 
 def test_bad_options_are_user_errors(tiny_paths, cpu_runner):
-    from harness.adapters.lm_eval_bridge import evaluate_task
+    from harness.lm.evaluate import evaluate_task
     from harness.errors import UserError
 
     with pytest.raises(UserError, match="num_masks"):
         encoder_lm(cpu_runner, tiny_paths["encoder"], num_masks=0)
-    with pytest.raises(UserError, match="unknown option"):
+    with pytest.raises(UserError, match="unknown model argument"):
         evaluate_task(cpu_runner, spec_of(tiny_paths["encoder"]), "generative_demo", options={"add_bos_token": True})

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from harness import metrics
+from harness.suite import suite
 
 
 def test_accuracy_and_f1_textbook():
@@ -46,18 +47,31 @@ def test_compute_uses_evaluate_names_and_rejects_unknown():
 
 
 def test_glue_average_needs_all_eight_tasks():
-    scores = {t: 0.5 for t in metrics.GLUE_AVERAGE_METRIC}
-    assert metrics.glue_average(scores) == pytest.approx(0.5)
+    s = suite()
+    assert s.averaged("glue") == ("cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte")
+    scores = {t: 0.5 for t in s.averaged("glue")}
+    assert s.average("glue", scores) == pytest.approx(0.5)
     scores["cola"] = 0.1
-    assert metrics.glue_average(scores) == pytest.approx((0.5 * 7 + 0.1) / 8)
-    assert metrics.glue_average({**scores, "wnli": 0.0}) == pytest.approx((0.5 * 7 + 0.1) / 8)
+    assert s.average("glue", scores) == pytest.approx((0.5 * 7 + 0.1) / 8)
+    assert s.average("glue", {**scores, "wnli": 0.0}) == pytest.approx((0.5 * 7 + 0.1) / 8)
     del scores["rte"]
-    assert metrics.glue_average(scores) is None
+    assert s.average("glue", scores) is None
 
 
 def test_generative_average_needs_all_ten_tasks():
-    scores = {t: 0.4 for t in metrics.GENERATIVE_TASKS}
+    s = suite()
+    scores = {t: 0.4 for t in s.averaged("generative")}
+    assert len(scores) == 10 and "arc_easy" not in scores
     scores["piqa"] = 0.9
-    assert metrics.generative_average({**scores, "arc_easy": 0.0}) == pytest.approx((0.4 * 9 + 0.9) / 10)
+    assert s.average("generative", {**scores, "arc_easy": 0.0}) == pytest.approx((0.4 * 9 + 0.9) / 10)
     del scores["wsc273"]
-    assert metrics.generative_average(scores) is None
+    assert s.average("generative", scores) is None
+
+
+def test_the_suite_is_the_one_list_of_tasks():
+    s = suite()
+    assert s.expand("glue") == ("cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte", "wnli")
+    assert s.expand("generative") == ("arc_challenge", "hellaswag", "lambada_openai", "openbookqa", "piqa", "sciq",
+                                      "social_iqa", "triviaqa", "winogrande", "wsc273")
+    assert s.headline("stsb") == "spearmanr" and s.headline("arc_easy_local") == "acc_norm"
+    assert s.display("mnli") == "MNLI" and s.display("glue_avg") == "GLUE avg"

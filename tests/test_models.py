@@ -82,3 +82,54 @@ def test_registry_parameter_counts_match_the_paper_shapes():
         model = ModernBertModel(ModernBertConfig(num_hidden_layers=7, hidden_size=256, intermediate_size=384,
                                                  num_attention_heads=4, vocab_size=50368))
     assert sum(p.numel() for p in model.parameters()) == models.PARAMETERS["17m"]
+
+
+def test_cross_objective_ids_have_the_spellings_found_in_public_sources():
+    enc = models.ettin("encoder-from-decoder", "68m")
+    # the authors' scripts load the short spelling; the README's long one and the pre-release 66m follow
+    assert enc.model_id == "jhu-clsp/ettin-enc-from-dec-68m"
+    assert enc.aliases == ("jhu-clsp/ettin-encoder-from-decoder-68m", "jhu-clsp/ettin-enc-from-dec-66m")
+    dec = models.ettin("decoder-from-encoder", "1b")
+    assert (dec.model_id, dec.aliases) == ("jhu-clsp/ettin-dec-from-enc-1b", ("jhu-clsp/ettin-decoder-from-encoder-1b",))
+    assert enc.mntp and not dec.mntp and not models.ettin("encoder", "68m").mntp
+    # every spelling resolves to the same registry entry
+    for text in ("ettin-encoder-from-decoder-68m", "jhu-clsp/ettin-encoder-from-decoder-68m",
+                 "jhu-clsp/ettin-enc-from-dec-68m"):
+        assert models.resolve(text).name == "ettin-encoder-from-decoder-68m"
+
+
+def test_a_missing_repository_tries_the_aliases_and_names_every_id(monkeypatch):
+    spec = models.ettin("encoder-from-decoder", "150m")
+    tried = []
+
+    def load(name):
+        tried.append(name)
+        if name != "jhu-clsp/ettin-encoder-from-decoder-150m":
+            raise OSError(f"{name} is not a local folder and is not a valid model identifier")
+        return "weights"
+
+    assert models.load_with_aliases(spec, load) == ("weights", "jhu-clsp/ettin-encoder-from-decoder-150m")
+    assert tried == ["jhu-clsp/ettin-enc-from-dec-150m", "jhu-clsp/ettin-encoder-from-decoder-150m"]
+
+    def never(name):
+        raise OSError(f"{name} is not a valid model identifier")
+
+    with pytest.raises(UserError) as err:
+        models.load_with_aliases(spec, never)
+    message = str(err.value)
+    assert "\n" not in message
+    assert "jhu-clsp/ettin-enc-from-dec-150m" in message and "jhu-clsp/ettin-encoder-from-decoder-150m" in message
+
+
+def test_model_paths_that_are_files_or_typo_suffixes_say_so(tiny_pair):
+    with pytest.raises(UserError, match="is a file; give the folder"):
+        models.resolve(tiny_pair["encoder"] + "/config.json")
+    with pytest.raises(UserError, match="unknown suffix ':encodr'"):
+        models.resolve(tiny_pair["encoder"] + ":encodr")
+
+
+def test_a_named_pair_needs_one_encoder_and_one_decoder(tiny_pair):
+    enc, dec = models.resolve(tiny_pair["encoder"]), models.resolve(tiny_pair["decoder"])
+    assert {s.pair for s in models.with_pair([enc, dec], "mine")} == {"mine"}
+    with pytest.raises(UserError, match="exactly one encoder and one decoder"):
+        models.with_pair([enc, enc], "mine")

@@ -1,6 +1,9 @@
 import pytest
 
+from dataclasses import replace
+
 from harness import grids, plan, tasks
+from harness.configs import DataSource, FinetuneConfig, Recipe, ScoringConfig
 from harness.errors import UserError
 from harness.models import suite
 
@@ -27,7 +30,7 @@ def test_paper_grid(glue):
     assert {h.epochs for h in short} == {1, 2, 3, 4}
     assert {h.epochs for h in grids.grid(glue["cola"], "paper")} == {2, 5, 10, 12}
     h = short[0]
-    assert (h.warmup_ratio, h.max_length) == (0.06, 512)
+    assert (h.recipe.warmup_ratio, h.max_length, h.recipe.betas, h.recipe.eps) == (0.06, 512, (0.9, 0.98), 1e-6)
 
 
 def test_small_grid_and_overrides(glue):
@@ -47,8 +50,8 @@ def test_cells_order_keys_and_warm_start(glue):
     assert len(cells) == 2 * 3 * 2 * 2
     assert len({c.key for c in cells}) == len(cells)
     enc = [c for c in cells if c.model.architecture == "encoder"]
-    assert [c.task for c in enc][-4:] == ["rte"] * 4  # waits for mnli: runs last for its model
-    assert all(c.warm_start_from == "mnli" and c.waiting for c in enc if c.task == "rte")
+    assert [c.task.name for c in enc][-4:] == ["rte"] * 4  # waits for mnli: runs last for its model
+    assert all(c.warm_start_from == "mnli" and c.waiting for c in enc if c.task.name == "rte")
     rte = enc[-1]
     assert rte.with_init("abc").key != rte.key
     # same inputs, same keys (resume depends on it)
@@ -69,3 +72,66 @@ def test_each_task_reads_the_first_data_dir_that_has_it(tmp_path):
     got = plan.pick_data_dirs(dirs, {"social_iqa": ["social_iqa", "siqa"], "piqa": ["piqa"]}, fallback_first=False)
     assert got == {"social_iqa": str(mc_dir), "piqa": None}
     assert plan.pick_data_dirs([], {"sst2": ["sst2"]}) == {"sst2": None}
+
+
+def test_grids_reject_values_that_cannot_train():
+    with pytest.raises(UserError, match="finite"):
+        grids.parse_floats("nan", "--lr")
+    with pytest.raises(UserError, match="finite"):
+        grids.parse_floats("1e-5,inf", "--weight-decay")
+    with pytest.raises(UserError, match="above 0"):
+        FinetuneConfig(lr=0.0, weight_decay=0.0, batch_size=16, epochs=1)
+
+
+def sst2_cell(glue, **changes):
+    base = dict(model=suite(["17m"], "encoder")[0], task=glue["sst2"],
+                config=FinetuneConfig(lr=3e-5, weight_decay=8e-6, batch_size=32, epochs=2), data=DataSource(), seed=0)
+    return plan.Cell(**{**base, **changes})
+
+
+def test_cell_keys_are_fixed_values(glue):
+    """A change to what a key hashes would silently orphan every stored record: it must be deliberate
+    (and come with a PROTOCOL_VERSION bump when numbers change)."""
+    cell = sst2_cell(glue)
+    assert cell.key == "ettin-encoder-17m__sst2__595f0cbe8a527cb8"
+    gen = plan.Cell(model=suite(["17m"], "decoder")[0], task=plan.LmEvalTask("piqa", fingerprint="abc"),
+                    config=ScoringConfig(mntp=False))
+    assert gen.key == "ettin-decoder-17m__piqa__a56df7937fc92d44"
+
+
+def test_everything_that_can_change_a_number_changes_the_key(glue):
+    cell = sst2_cell(glue)
+    edited = replace(glue["sst2"], text_fields=("sentence", "other"))
+    changes = {
+        "task YAML": dict(task=edited),
+        "recipe": dict(config=replace(cell.config, recipe=Recipe(warmup_ratio=0.1))),
+        "head init": dict(config=replace(cell.config, recipe=Recipe(head_init="fresh"))),
+        "learning rate": dict(config=replace(cell.config, lr=5e-5)),
+        "data source": dict(data=DataSource(folder="/data", fingerprint="aa")),
+        "data content": dict(data=DataSource(folder="/data", fingerprint="bb")),
+        "limit": dict(data=DataSource(limit=10)),
+        "seed": dict(seed=1),
+    }
+    keys = {name: sst2_cell(glue, **c).key for name, c in changes.items()}
+    assert len(set(keys.values()) | {cell.key}) == len(changes) + 1, keys
+    # moving a data folder keeps the key (content, not path); the grid a config came from does too
+    assert sst2_cell(glue, data=DataSource(folder="/a", fingerprint="aa")).key == keys["data source"]
+    assert sst2_cell(glue, grid="small").key == cell.key
+    # scoring options: only those of the model's architecture count
+    dec = suite(["17m"], "decoder")[0]
+    piqa = plan.LmEvalTask("piqa", fingerprint="abc")
+    base = plan.Cell(model=dec, task=piqa, config=ScoringConfig())
+    assert plan.Cell(model=dec, task=piqa, config=ScoringConfig(num_masks=5)).key == base.key
+    assert plan.Cell(model=dec, task=piqa, config=ScoringConfig(add_bos_token=False)).key != base.key
+    assert plan.Cell(model=dec, task=plan.LmEvalTask("piqa", fingerprint="abd"), config=ScoringConfig()).key != base.key
+
+
+def test_seeds_share_a_config_key_and_configs_a_protocol_key(glue):
+    cell = sst2_cell(glue)
+    assert sst2_cell(glue, seed=3).config_key == cell.config_key
+    assert cell.with_init("mnli-best").config_key == cell.config_key
+    other_lr = sst2_cell(glue, config=replace(cell.config, lr=1e-4))
+    assert other_lr.config_key != cell.config_key and other_lr.protocol_key == cell.protocol_key
+    assert sst2_cell(glue, data=DataSource(limit=10)).protocol_key != cell.protocol_key
+    fresh = sst2_cell(glue, config=replace(cell.config, recipe=Recipe(head_init="fresh")))
+    assert fresh.protocol_key != cell.protocol_key

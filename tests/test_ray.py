@@ -4,10 +4,9 @@ import os
 
 import pytest
 
-from harness.executors import LocalExecutor
+from harness.execution import ExecutionSettings, run_cells
 from harness.results import ResultStore
-from harness.runner import Runner
-from test_executors import tiny_cells
+from test_executors import run_local, tiny_cells
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'ettin-harness[ray]')")
 
@@ -26,20 +25,24 @@ def cluster():
     ray.shutdown()
 
 
-def ray_executor(store, specs, **kw):
-    from harness.ray_executor import RayExecutor
+def ray_executor(**kw):
+    from harness.execution.ray import RayExecutor
 
-    return RayExecutor(store, specs, settings=("cpu", "fp32", "auto", None), progress=False, **kw)
+    return RayExecutor(settings=("cpu", "fp32", "auto", None), **kw)
+
+
+def run_ray(cells, root, executor=None, retries=2):
+    return run_cells(cells, ResultStore(root), ExecutionSettings(retries=retries, quiet=True),
+                     executor or ray_executor())
 
 
 def test_ray_writes_the_records_a_local_run_writes(cluster, tiny_pair, demo_data, tmp_path):
     # both architectures, a grid, and RTE warm-started from the best MNLI cell of each model
-    cells, specs = tiny_cells(tiny_pair, demo_data, ("sst2", "mnli", "rte"), lrs=(1e-3, 3e-3),
-                              archs=("encoder", "decoder"))
-    local = LocalExecutor(Runner("cpu", "fp32"), ResultStore(tmp_path / "local"), specs, progress=False).run(cells)
-    executor = ray_executor(ResultStore(tmp_path / "ray"), specs)
+    cells = tiny_cells(tiny_pair, demo_data, ("sst2", "mnli", "rte"), lrs=(1e-3, 3e-3), archs=("encoder", "decoder"))
+    local = run_local(cells, tmp_path / "local")
+    executor = ray_executor()
     assert executor.slots == 2 and executor.gpus_per_cell == 0
-    remote = executor.run(cells)
+    remote = run_ray(cells, tmp_path / "ray", executor)
     assert len(remote.done) == len(local.done) == 12 and not remote.failed
     assert remote.loads <= 2 * 2  # each worker loads each model at most once, whatever the cell count
 
@@ -55,30 +58,32 @@ def test_ray_writes_the_records_a_local_run_writes(cluster, tiny_pair, demo_data
     assert sorted(p.name for p in (tmp_path / "ray" / "checkpoints").iterdir()) == \
         sorted(p.name for p in (tmp_path / "local" / "checkpoints").iterdir())
 
-    again = ray_executor(ResultStore(tmp_path / "ray"), specs).run(cells)  # resume: nothing left to do
+    again = run_ray(cells, tmp_path / "ray")  # resume: nothing left to do
     assert again.done == [] and len(again.skipped) == 12 and again.loads == 0
 
 
 def test_a_lost_worker_is_retried_and_a_broken_cell_recorded_as_failed(cluster, tiny_pair, demo_data, tmp_path):
-    from harness.ray_executor import run_on_worker
+    from harness.execution.ray import run_on_worker
 
-    cells, specs = tiny_cells(tiny_pair, demo_data, lrs=(1e-3, 2e-3, 3e-3))
+    cells = tiny_cells(tiny_pair, demo_data, lrs=(1e-3, 2e-3, 3e-3))
     dies_once, broken, fine = cells
     attempts = tmp_path / "attempts"
     attempts.mkdir()
 
-    def work(cell, *args):  # pickled by value and run on the workers
+    def work(job, *args):  # pickled by value and run on the workers
+        cell = job.cell
         n = len([p for p in os.listdir(attempts) if p.startswith(cell.key)])
         open(os.path.join(attempts, f"{cell.key}.{n}"), "w").close()
         if cell.key == dies_once.key and n == 0:
             os._exit(1)  # the worker process dies under Ray's feet
         if cell.key == broken.key:
             raise ValueError("could not convert 'x' to a label")
-        return run_on_worker(cell, *args)
+        return run_on_worker(job, *args)
 
-    summary = ray_executor(ResultStore(tmp_path / "out"), specs, retries=1, work=work).run(cells)
+    summary = run_ray(cells, tmp_path / "out", ray_executor(work=work), retries=1)
     tries = {c.key: len([p for p in os.listdir(attempts) if p.startswith(c.key)]) for c in cells}
-    assert tries == {dies_once.key: 2, broken.key: 2, fine.key: 1}
+    # the lost worker can pass: retried; the bad value will recur: failed at once
+    assert tries == {dies_once.key: 2, broken.key: 1, fine.key: 1}
     assert sorted(summary.done) == sorted([dies_once.key, fine.key]) and summary.failed == [broken.key]
     store = ResultStore(tmp_path / "out")
     assert store.get(broken.key)["error"] == "ValueError: could not convert 'x' to a label"

@@ -1,45 +1,74 @@
-"""Scores, best configurations, the comparison table and its averages, from hand-made records
-written through the real store. ``put`` and ``suite`` are shared by the other report tests."""
+"""Scores, best configurations, the comparison table and its averages, from records built by the
+harness's own record builder and written through the real store. ``put`` and ``suite`` are shared
+by the other report tests."""
 
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 
+from dataclasses import replace
+
+from harness import models
+from harness.adapters.base import CellResult
 from harness.cli import main
+from harness.configs import DataSource, FinetuneConfig, ScoringConfig
 from harness.errors import UserError
-from harness.models import PARAMETERS
+from harness.plan import Cell, LmEvalTask
+from harness.records import build_record, failed_record
 from harness.report import best_scores, build_report, comparison_table, headline_frame, model_scores
 from harness.report.frame import GENERATIVE_TASKS, GLUE_TASKS
 from harness.results import ResultStore
+from harness.suite import suite as the_suite
+from harness.tasks import TaskSpec, load_tasks
 
-HEADLINE = {"cola": "matthews_correlation", "stsb": "spearmanr"}
+GLUE = load_tasks()
+
+
+def model_spec(variant: str, size: str, revision: str | None = None) -> models.ModelSpec:
+    if size == "tiny":
+        return models.ModelSpec(model_id=f"/cache/tiny-{variant}", architecture=variant.split("-")[0],
+                                name=f"tiny-{variant}", size="tiny", variant=variant, family="tiny", pair="tiny",
+                                parameters=140_000)
+    return replace(models.ettin(variant, size), revision=revision)
+
+
+def task_of(task: str, group: str | None, headline: str):
+    if group == "generative" or (group is None and the_suite().group_of(task) == "generative"):
+        return LmEvalTask(task, group="generative")
+    if task in GLUE:
+        return GLUE[task]
+    return TaskSpec(name=task, group=group or "glue", dataset_path="local", dataset_name=None, train_split="train",
+                    eval_splits=(), text_fields=("sentence",), label_field="label", label_type="classification",
+                    num_labels=2, metrics=(headline,), headline_metric=headline)
 
 
 def put(root, variant: str, size: str, task: str, score: float, *, seed: int = 0, lr: float = 1e-5,
         revision: str | None = None, samples: list | None = None, status: str = "ok", metrics: dict | None = None,
-        timestamp: str = "2025-07-01T12:00:00+00:00", split: str = "validation", group: str | None = None) -> dict:
-    """Write one record (and its per-example outputs) the way a run does; returns it."""
-    arch = variant.split("-")[0]
-    family = "tiny" if size == "tiny" else ("ettin" if variant in ("encoder", "decoder") else "ettin-cross")
-    name = f"tiny-{variant}" if size == "tiny" else f"ettin-{variant}-{size}"
-    generative = group == "generative" if group else task in GENERATIVE_TASKS
-    headline = "acc" if generative else HEADLINE.get(task, "accuracy")
-    key = f"{name}__{task}__{revision}__{lr}__{seed}"
+        timestamp: str = "2025-07-01T12:00:00+00:00", split: str = "validation", group: str | None = None,
+        limit: int | None = None, grid: str = "paper", init: str | None = None) -> dict:
+    """Write one record (and its per-example outputs) through the harness's own record builder, as
+    a run does; returns it."""
+    spec = model_spec(variant, size, revision)
+    headline = the_suite().headline(task) or ("acc" if group == "generative" else "accuracy")
+    task_obj = task_of(task, group, headline)
+    if isinstance(task_obj, LmEvalTask):
+        config = ScoringConfig(mntp=spec.mntp)
+    else:
+        headline = task_obj.headline_metric
+        config = FinetuneConfig(lr=lr, weight_decay=8e-6, batch_size=32, epochs=2)
+    cell = Cell(model=spec, task=task_obj, config=config, data=DataSource(limit=limit), seed=seed, grid=grid,
+                init_key=init, warm_start_from=getattr(task_obj, "warm_start_from", None))
     store = ResultStore(root)
-    record = {
-        "cell_key": key, "status": status, "model": f"jhu-clsp/{name}" if size != "tiny" else f"/cache/{name}",
-        "model_name": name, "revision": revision, "architecture": arch, "size": size, "variant": variant,
-        "family": family, "parameters": PARAMETERS.get(size, 140_000), "task": task,
-        "task_group": "generative" if generative else "glue",
-        "adapter": "lm_eval" if generative else "classification", "split": split,
-        "metrics": ({} if status != "ok" else (metrics or {headline: score})),
-        "headline_metric": headline if status == "ok" else None, "n_examples": len(samples or []) or 100,
-        "seed": seed, "hyperparameters": {} if generative else {"lr": lr, "init_from": f"mnli-{seed}"},
-        "wall_time_s": 1.0, "tokens_processed": 10, "versions": {"harness": "0.1.0"}, "timestamp": timestamp,
-        "samples": store.write_samples(key, samples) if samples else None, "error": None,
-    }
+    if status == "ok":
+        result = CellResult(metrics=metrics or {headline: score}, headline_metric=headline, split=split,
+                            n_examples=len(samples or []) or 100, samples=samples, tokens_processed=10)
+        record = build_record(cell, result, 1.0, "cpu", store.write_samples(cell.key, samples) if samples else None)
+    else:
+        record = failed_record(cell, "RuntimeError: boom", 1.0)
+    record["timestamp"] = timestamp
     store.write(record)
     return record
 
@@ -53,17 +82,43 @@ def suite(root, sizes=("17m", "150m"), archs=("encoder", "decoder"), tasks=("mnl
 
 
 def test_best_config_is_best_mean_over_seeds_with_std_and_n(tmp_path):
-    # lr 1e-5: seeds 0.90, 0.92 (mean 0.91); lr 3e-5: 0.93, 0.85 (mean 0.89) -> 1e-5 wins despite the 0.93
+    # lr 1e-5: seeds 0.90, 0.92 (mean 0.91); lr 3e-5: 0.93, 0.85 (mean 0.89) -> 1e-5 wins despite the 0.93.
+    # Seed 1 of lr 1e-5 started from another MNLI checkpoint: still a seed of the same configuration.
     for seed, (a, b) in enumerate([(0.90, 0.93), (0.92, 0.85)]):
-        put(tmp_path, "encoder", "17m", "sst2", a, seed=seed, lr=1e-5)
+        put(tmp_path, "encoder", "17m", "sst2", a, seed=seed, lr=1e-5, init=f"mnli-{seed}")
         put(tmp_path, "encoder", "17m", "sst2", b, seed=seed, lr=3e-5)
     best = best_scores(headline_frame(tmp_path))
     assert len(best) == 1
     row = best.iloc[0]
-    assert row["config"] == '{"lr": 1e-05}'  # the chosen MNLI checkpoint (init_from) is not part of the recipe
+    assert row["config"] == put(tmp_path / "other", "encoder", "17m", "sst2", 0.5, lr=1e-5)["config_key"]
     assert row["score"] == pytest.approx(0.91)
     assert row["std"] == pytest.approx(math.sqrt(((0.90 - 0.91) ** 2 + (0.92 - 0.91) ** 2) / 1))
-    assert row["n_seeds"] == 2
+    assert row["n_seeds"] == 2 and row["configs"] == 2 and row["protocol"] == "paper"
+
+
+def test_different_protocols_are_never_pooled_nor_chosen_between(tmp_path):
+    # --limit 10 and --limit 40 are two protocols: two rows, each with its own seeds, no mean of both
+    put(tmp_path, "encoder", "17m", "sst2", 0.60, seed=0, limit=10)
+    put(tmp_path, "encoder", "17m", "sst2", 0.70, seed=1, limit=10)
+    put(tmp_path, "encoder", "17m", "sst2", 0.90, seed=0, limit=40)
+    put(tmp_path, "decoder", "17m", "sst2", 0.80, seed=0, limit=40)
+    best = best_scores(headline_frame(tmp_path)).set_index("row")
+    assert sorted(best.index) == ["17m [limit 10]", "17m [limit 40]", "17m [limit 40]"]
+    enc = best[best["architecture"] == "encoder"]
+    assert enc.at["17m [limit 10]", "score"] == pytest.approx(0.65) and enc.at["17m [limit 10]", "n_seeds"] == 2
+    assert enc.at["17m [limit 40]", "score"] == pytest.approx(0.90) and enc.at["17m [limit 40]", "n_seeds"] == 1
+    table = comparison_table(best_scores(headline_frame(tmp_path)))
+    assert table.at["17m [limit 40]", ("sst2", "gap")] == pytest.approx(10.0)
+    assert math.isnan(table.at["17m [limit 10]", ("sst2", "decoder")])
+    text = build_report([tmp_path], n_boot=0).text()
+    assert "Protocol: limit 10 for 17m [limit 10]: NOT the paper's protocol" in text
+
+
+def test_on_a_test_split_no_configuration_is_chosen(tmp_path):
+    put(tmp_path, "encoder", "17m", "sst2", 0.60, lr=1e-5, split="test")
+    put(tmp_path, "encoder", "17m", "sst2", 0.70, lr=3e-5, split="test")
+    best = best_scores(headline_frame(tmp_path))
+    assert sorted(best["score"]) == [0.60, 0.70] and set(best["configs"]) == {1}
 
 
 def test_headline_metric_picks_the_value_and_failed_cells_are_missing_not_zero(tmp_path):
@@ -185,5 +240,31 @@ def test_report_command_prints_the_table_and_writes_every_file(tmp_path, capsys)
     md = (tmp_path / "rep" / "comparison.md").read_text()
     assert "| 17m | 53.0 | 51.0 | 2.0 | 52.0 | 50.0 | 2.0 |" in md
     csv = (tmp_path / "rep" / "comparison.csv").read_text().splitlines()
-    assert csv[0].startswith("size,sst2_encoder,sst2_decoder,sst2_gap,mnli_encoder")
-    assert "glue_avg_encoder" in csv[0]
+    assert csv[0].startswith("size,protocol,sst2_encoder,sst2_decoder,sst2_gap,mnli_encoder")
+    assert "glue_avg_encoder" in csv[0] and csv[1].startswith("17m,paper,53.0,51.0,2.0,")
+    assert "Protocol: the paper's" in out
+
+
+def readme_report_files() -> set[str]:
+    """The files the README's report section says ``report --out`` writes."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    table = readme.split("With `--out DIR` it writes:", 1)[1].split("\n\n", 2)[1]
+    names = set()
+    for line in table.splitlines()[2:]:
+        for name in re.findall(r"`([\w/.]+)`", line.split("|")[1]):
+            stem, _, exts = name.partition(".")
+            names |= {f"{stem}.{ext}" for ext in exts.replace("/", "").split(".") if ext}
+    return names
+
+
+def test_the_readme_lists_exactly_the_files_a_report_writes(tmp_path):
+    from harness.report import write_report
+
+    suite(tmp_path / "res", sizes=("17m", "150m"))
+    for arch, right in (("encoder", 0.9), ("decoder", 0.6)):  # per-example outputs: significance files too
+        rows = [{"split": "validation", "idx": i, "pred": int(i < 100 * right), "label": 1} for i in range(100)]
+        put(tmp_path / "res", arch, "150m", "sst2", right, samples=rows, seed=1)
+    paths = write_report([tmp_path / "res"], tmp_path / "rep", n_boot=50)
+    assert set(paths) == readme_report_files()

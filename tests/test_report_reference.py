@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from test_report_frame import put
 
-from harness.metrics import GLUE_AVERAGE_METRIC
 from harness.report import best_scores, build_report, headline_frame, load_reference, versus_published
 from harness.report.frame import GENERATIVE_TASKS
+from harness.suite import suite
 
 
 def test_reference_file_holds_the_paper_tables():
@@ -34,7 +34,7 @@ def test_measured_minus_published_uses_the_matching_cells(tmp_path):
     put(tmp_path, "encoder", "68m", "sst2", 0.90, revision="step599525")  # another checkpoint: not compared
     put(tmp_path, "encoder", "tiny", "sst2", 0.90)  # not an Ettin model: not compared
     put(tmp_path, "encoder", "32m", "rte", 0.70)  # no published RTE number: not compared
-    for task in GLUE_AVERAGE_METRIC:  # all eight GLUE tasks of the 1b encoder: the average is compared too
+    for task in suite().averaged("glue"):  # all eight GLUE tasks of the 1b encoder: the average is compared too
         put(tmp_path, "encoder", "1b", task, 0.90)
     vs = versus_published(best_scores(headline_frame(tmp_path))).set_index(["model", "task"])
     assert sorted(vs.index) == sorted([
@@ -48,3 +48,10 @@ def test_measured_minus_published_uses_the_matching_cells(tmp_path):
     assert vs.at[("jhu-clsp/ettin-encoder-1b", "mnli"), "published"] == 91.8
     text = build_report([tmp_path], n_boot=0).text()
     assert "Measured minus published" in text and "-0.8" in text and "-0.6~" in text
+    assert set(vs["protocol"]) == {"paper"}
+
+
+def test_runs_off_the_paper_protocol_carry_their_label_next_to_published_numbers(tmp_path):
+    put(tmp_path, "encoder", "150m", "sst2", 0.950, limit=100, grid="small")
+    vs = versus_published(best_scores(headline_frame(tmp_path)))
+    assert list(vs["protocol"]) == ["small grid, limit 100"]

@@ -88,7 +88,7 @@ def test_significance_table_from_the_store_pairs_classification_and_generative_r
     put(tmp_path, "decoder", "17m", "sst2", 0.5, samples=sst2_dec)
     put(tmp_path, "encoder", "17m", "mnli", 0.5, samples=mnli_enc, split="validation_matched")
     put(tmp_path, "decoder", "17m", "mnli", 0.5, samples=mnli_dec, split="validation_matched")
-    gen = [{"doc_id": i, "acc": float(i % 4 == 0), "acc_norm": 1.0} for i in range(80)]  # acc 0.25
+    gen = [{"doc_id": i, "acc_norm": float(i % 4 == 0), "acc": 1.0} for i in range(80)]  # acc_norm (headline) 0.25
     put(tmp_path, "decoder", "17m", "piqa", 0.25, samples=gen)
     put(tmp_path, "encoder", "17m", "winogrande", 0.6)  # no per-example outputs: left out
     report = build_report([tmp_path], n_boot=300)

@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from harness.adapters import finetune, inputs
 from harness.models import resolve
 from harness.runner import Runner, length_batches, pad_batch
 
@@ -94,7 +95,7 @@ def test_classification_logits_do_not_depend_on_padding(tiny_pair, arch):
     tok = loaded.tokenizer
     assert model.config.pad_token_id == tok.pad_token_id
     texts = ["the film was good", "a very long and rather dull story about a cat and a dog", "fine"]
-    seqs = tok(texts)["input_ids"]
+    seqs = inputs.encode(tok, arch, [texts], 64)
     with torch.no_grad():
         right = runner.forward_logits(model, pad_batch(seqs, tok.pad_token_id, "right"))
         left = runner.forward_logits(model, pad_batch(seqs, tok.pad_token_id, "left"))
@@ -102,7 +103,7 @@ def test_classification_logits_do_not_depend_on_padding(tiny_pair, arch):
     torch.testing.assert_close(left, right, atol=1e-5, rtol=0)
     torch.testing.assert_close(alone, right, atol=1e-5, rtol=0)
     # and the batched prediction path gives the same numbers, in input order
-    torch.testing.assert_close(runner.predict(model, seqs, tok.pad_token_id), right, atol=1e-5, rtol=0)
+    torch.testing.assert_close(finetune.predict(runner, model, seqs, tok.pad_token_id), right, atol=1e-5, rtol=0)
 
 
 def test_training_step_does_not_depend_on_micro_batching(tiny_pair):
@@ -118,7 +119,7 @@ def test_training_step_does_not_depend_on_micro_batching(tiny_pair):
         tok = loaded.tokenizer
         seqs = tok(["good film", "bad and dull film indeed", "great", "awful awful plot"])["input_ids"]
         labels = torch.tensor([1, 0, 1, 0])
-        runner.train_step(model, opt, seqs, labels, tok.pad_token_id, F.cross_entropy)
+        finetune.train_step(runner, model, opt, seqs, labels, tok.pad_token_id, F.cross_entropy)
         results.append(model.classifier.weight.detach().clone())
     torch.testing.assert_close(results[0], results[1], atol=1e-6, rtol=1e-5)
 
@@ -135,7 +136,7 @@ def test_one_load_serves_every_label_count(tiny_pair, arch):
         loaded = runner.load(spec, "sequence-classification", num_labels=labels, problem_type=problem, training=True)
         model = runner.fresh(loaded, seed=0)
         assert model.config.num_labels == labels and model.config.problem_type == problem
-        shapes.append(tuple(runner.predict(model, seqs, loaded.tokenizer.pad_token_id).shape))
+        shapes.append(tuple(finetune.predict(runner, model, seqs, loaded.tokenizer.pad_token_id).shape))
     assert shapes == [(2, 2), (2, 3), (2, 1), (2, 2)]
     assert runner.loads == 1
 
@@ -147,12 +148,13 @@ def test_new_head_is_initialised_as_from_pretrained_does(tiny_pair, arch):
     from harness.runner import label_keys
 
     runner = Runner(device="cpu")
-    loaded = runner.load(resolve(tiny_pair[arch]), "sequence-classification", num_labels=3, training=True)
+    loaded = runner.load(resolve(tiny_pair[arch]), "sequence-classification", num_labels=3, training=True,
+                         pretrained_head=False)
     config = loaded.model.config
     model = runner.fresh(loaded, seed=0)
     final_std = config.hidden_size ** -0.5
     assert model.classifier.weight.std().item() == pytest.approx(final_std, rel=0.3)
-    if arch == "decoder":  # its prediction head is not in the causal-LM checkpoint
+    if arch == "decoder":  # without the pretrained LM head, its prediction head starts fresh
         out_std = config.initializer_range / (2.0 * config.num_hidden_layers) ** 0.5
         assert "head.dense.weight" in loaded.new_keys
         assert model.head.dense.weight.std().item() == pytest.approx(out_std, rel=0.3)

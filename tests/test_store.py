@@ -1,42 +1,39 @@
 import json
-import warnings
+import os
+import stat
 
 import pytest
+from test_report_frame import put
 
-from harness.results import SCHEMA_VERSION, CorruptRecord, ResultStore, load_frame
-
-
-def record(key, **extra):
-    return {"cell_key": key, "status": "ok", "model": "m", "task": "sst2", "metrics": {"accuracy": 0.5},
-            "headline_metric": "accuracy", **extra}
+from harness.errors import UserError
+from harness.results import SCHEMA_VERSION, ResultStore, load_frame, writable_folder
 
 
 def test_write_is_atomic_and_readable(tmp_path):
     store = ResultStore(tmp_path)
-    store.write(record("a"))
-    assert store.has("a") and not store.has("b")
-    assert store.get("a")["schema_version"] == SCHEMA_VERSION
-    assert [p.name for p in (tmp_path / "records").iterdir()] == ["a.json"]  # no temporary files left
+    key = put(tmp_path, "encoder", "17m", "sst2", 0.5)["cell_key"]
+    assert store.has(key) and not store.has("other")
+    assert store.get(key)["schema_version"] == SCHEMA_VERSION
+    assert [p.name for p in (tmp_path / "records").iterdir()] == [f"{key}.json"]  # no temporary files left
 
 
 def test_failed_cells_are_not_done(tmp_path):
     store = ResultStore(tmp_path)
-    store.write(record("a", status="failed", error="boom"))
-    assert not store.has("a")
+    key = put(tmp_path, "encoder", "17m", "sst2", 0.5, status="failed")["cell_key"]
+    assert not store.has(key)
     assert store.records() == [] and len(store.records(include_failed=True)) == 1
 
 
-def test_corrupt_and_foreign_records_are_reported_and_kept(tmp_path):
+def test_corrupt_and_foreign_records_are_reported_once_as_one_line_and_kept(tmp_path, capsys):
     store = ResultStore(tmp_path)
-    store.write(record("good"))
+    good = put(tmp_path, "encoder", "17m", "sst2", 0.5)
     (tmp_path / "records" / "trunc.json").write_text('{"cell_key": "trunc", "sta')
-    (tmp_path / "records" / "future.json").write_text(json.dumps({**record("future"), "schema_version": 99}))
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        keys = [r["cell_key"] for r in store.records()]
-    assert keys == ["good"]
-    messages = [str(w.message) for w in caught if issubclass(w.category, CorruptRecord)]
-    assert any("trunc.json" in m for m in messages) and any("schema version 99" in m for m in messages)
+    (tmp_path / "records" / "future.json").write_text(json.dumps({**good, "schema_version": 99}))
+    keys = [r["cell_key"] for r in store.records()]
+    assert [r["cell_key"] for r in store.records()] == keys == [good["cell_key"]]  # read twice: noticed once
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2 and all(line.startswith("ettin-eval: skipping") for line in err)
+    assert any("trunc.json" in m for m in err) and any("schema version 99" in m for m in err)
     assert (tmp_path / "records" / "trunc.json").read_text() == '{"cell_key": "trunc", "sta'
 
 
@@ -47,10 +44,40 @@ def test_missing_fields_are_rejected(tmp_path):
 
 def test_frame_and_samples(tmp_path):
     store = ResultStore(tmp_path)
-    rel = store.write_samples("a", [{"idx": 0, "pred": 1, "label": 1}])
-    store.write(record("a", samples=rel))
-    store.write(record("b"))
+    a = put(tmp_path, "encoder", "17m", "sst2", 0.5, samples=[{"idx": 0, "pred": 1, "label": 1}])
+    b = put(tmp_path, "decoder", "17m", "sst2", 0.5)
     frame = load_frame(tmp_path)
-    assert sorted(frame["cell_key"]) == ["a", "b"]
-    assert store.read_samples(store.get("a")) == [{"idx": 0, "pred": 1, "label": 1}]
+    assert sorted(frame["cell_key"]) == sorted([a["cell_key"], b["cell_key"]])
+    assert store.read_samples(store.get(a["cell_key"])) == [{"idx": 0, "pred": 1, "label": 1}]
+    (tmp_path / "empty").mkdir()
     assert load_frame(tmp_path / "empty").empty
+    with pytest.raises(UserError, match="does not exist"):
+        load_frame(tmp_path / "missing")
+
+
+def test_files_follow_the_umask_so_shared_folders_stay_readable(tmp_path):
+    old = os.umask(0o022)
+    try:
+        store = ResultStore(tmp_path)
+        key = put(tmp_path, "encoder", "17m", "sst2", 0.5, samples=[{"idx": 0}])["cell_key"]
+        for path in (store.record_path(key), tmp_path / "samples" / f"{key}.jsonl"):
+            assert stat.S_IMODE(path.stat().st_mode) == 0o644, path
+    finally:
+        os.umask(old)
+
+
+def test_output_folder_problems_are_user_errors(tmp_path, monkeypatch):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UserError, match="lies under the file"):
+        writable_folder(tmp_path / "file" / "sub")
+    with pytest.raises(UserError, match="lies under the file"):
+        writable_folder(tmp_path / "file")
+    # root writes anywhere, so the kernel's refusal is stood in for by the error it raises
+    import tempfile
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "NamedTemporaryFile", refuse)
+    with pytest.raises(UserError, match="cannot write to --output-path .*Permission denied"):
+        writable_folder(tmp_path / "results")

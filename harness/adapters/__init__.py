@@ -1,1 +1,18 @@
-"""Task adapters: one per kind of task. Each asks the runner for models and batching."""
+"""Adapters turn a cell into a result: ``classification`` (fine-tune and score) and ``lm_eval``
+(score with lm-eval's evaluator). A new task kind is a new module with ``run(cell, runner, options)``
+and a line in ``adapter_for``."""
+
+from __future__ import annotations
+
+ADAPTERS = ("classification", "lm_eval")
+
+
+def adapter_for(name: str):
+    """The ``run`` function of adapter ``name`` (imported on first use: lm-eval is slow to import)."""
+    if name == "classification":
+        from harness.adapters.classification import run
+    elif name == "lm_eval":
+        from harness.adapters.lm_eval import run
+    else:
+        raise ValueError(f"unknown adapter {name}; known: {', '.join(ADAPTERS)}")
+    return run

@@ -1,24 +1,19 @@
-"""GLUE-style fine-tuning and scoring, identical for encoders and decoders.
+"""The classification adapter: fine-tune a model on a GLUE-style task and score its eval splits.
 
-The training loop is deliberately plain (read it top to bottom): AdamW (0.9, 0.98), eps 1e-6,
-linear decay after 6% warmup, weight decay on everything but biases and norms, gradient norm
-clipped at 1.0, mixed precision on GPU. What differs between the architectures lives in
-transformers' head classes (``AutoModelForSequenceClassification`` picks
-``ModernBertForSequenceClassification`` or ``ModernBertDecoderForSequenceClassification``) and
-in the pooling rule the runner keeps consistent through ``pad_token_id``.
+Identical for encoders and decoders but for the places ``inputs.py`` names (template, pooled
+position, head); the recipe itself is ``finetune.py``.
 """
 
 from __future__ import annotations
 
-import math
-import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
-from tqdm.auto import tqdm
 
-from harness import grids, metrics
+from harness import metrics
+from harness.adapters import finetune, inputs
+from harness.adapters.base import CellResult, RunOptions
+from harness.configs import digest
 from harness.runner import LoadedModel, Runner, label_keys
 from harness.tasks import TaskSpec, load_split
 
@@ -32,121 +27,91 @@ class Encoded:
     idx: list
 
 
-def encode(tokenizer, spec: TaskSpec, split: str, data_dir: str | None, limit: int | None, max_length: int) -> Encoded:
-    """Token ids of one split, cached per (tokenizer, task, split, data, max length) for the process,
-    so a grid of cells tokenizes each split once."""
-    key = (tokenizer.name_or_path, len(tokenizer), spec.name, spec.source, split, data_dir, limit, max_length)
+def encode(tokenizer, architecture: str, spec: TaskSpec, split: str, data_dir: str | None, limit: int | None,
+           max_length: int) -> Encoded:
+    """Token ids of one split, cached per (tokenizer, template, task, split, data, max length) for
+    the process, so a grid of cells tokenizes each split once."""
+    key = (tokenizer.name_or_path, len(tokenizer), architecture, digest(spec.identity()), split, data_dir, limit,
+           max_length)
     if key not in _ENCODED:
         ds = load_split(spec, split, data_dir=data_dir, limit=limit)
-        columns = [ds[c] for c in spec.text_fields]
-        texts = [[("" if t is None else str(t)) for t in col] for col in columns]
-        enc = tokenizer(*texts, truncation=True, max_length=max_length)
+        columns = [[str(t) for t in ds[c]] for c in spec.text_fields]
+        ids = inputs.encode(tokenizer, architecture, columns, max_length)
         raw = ds[spec.label_field]
-        dtype = torch.float32 if spec.is_regression else torch.long
-        labels = torch.tensor([float(x) if spec.is_regression else int(x) for x in raw], dtype=dtype)
+        labels = (torch.tensor([float(x) for x in raw], dtype=torch.float32) if spec.is_regression
+                  else torch.tensor([int(x) for x in raw], dtype=torch.long))
         idx = ds["idx"] if "idx" in ds.column_names else list(range(len(ds)))
-        _ENCODED[key] = Encoded(ids=enc["input_ids"], labels=labels, idx=list(idx))
+        _ENCODED[key] = Encoded(ids=ids, labels=labels, idx=list(idx))
     return _ENCODED[key]
 
 
-def grouped_batches(lengths: list[int], batch_size: int, rng: random.Random) -> list[list[int]]:
-    """Random batches of rows of similar length (as Trainer's ``group_by_length``): shuffle,
-    cut into mega-batches of 50 batches, sort each by length, cut into batches, shuffle them."""
-    order = list(range(len(lengths)))
-    rng.shuffle(order)
-    mega = 50 * batch_size
-    batches = []
-    for start in range(0, len(order), mega):
-        chunk = sorted(order[start:start + mega], key=lambda i: -lengths[i])
-        batches.extend(chunk[j:j + batch_size] for j in range(0, len(chunk), batch_size))
-    rng.shuffle(batches)
-    return batches
-
-
-def loss_function(spec: TaskSpec):
-    if spec.is_regression:
-        return lambda logits, labels: F.mse_loss(logits.view(-1), labels.view(-1))
-    return lambda logits, labels: F.cross_entropy(logits, labels)
-
-
-def optimizer_for(model, hp: grids.Hyper) -> torch.optim.Optimizer:
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        (no_decay if p.ndim < 2 or "norm" in name.lower() or name.endswith(".bias") else decay).append(p)
-    groups = [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    # the fused kernel exists for CPU and CUDA; the per-tensor loop it replaces took 40% of a
-    # CPU training step
-    return torch.optim.AdamW(groups, lr=hp.lr, betas=grids.BETAS, eps=grids.EPS, fused=True)
-
-
-@dataclass
-class FinetuneResult:
-    metrics: dict
-    n_examples: int
-    samples: list[dict] = field(default_factory=list)
-    train_loss: float = float("nan")
-    steps: int = 0
-
-
-def finetune(runner: Runner, loaded: LoadedModel, spec: TaskSpec, hp: grids.Hyper, seed: int,
-             data_dir: str | None = None, limit: int | None = None, init_state: dict | None = None,
-             progress: bool = True) -> FinetuneResult:
-    """Fine-tune from the pretrained weights (or ``init_state``) and score every eval split."""
+def run(cell, runner: Runner, options: RunOptions) -> CellResult:
+    """Fine-tune from the pretrained weights (or the warm-start state) and score every eval split."""
+    spec: TaskSpec = cell.task
+    config = cell.config
+    arch = cell.model.architecture
+    pretrained_head = config.recipe.head_init == "pretrained"
+    overrides = inputs.ENCODER_POOLING.get(runner.cache.model_type(cell.model), {}) if arch == "encoder" else {}
+    tokens_before = runner.tokens_processed
+    loaded = runner.load(cell.model, "sequence-classification", num_labels=spec.num_labels,
+                         problem_type="regression" if spec.is_regression else "single_label_classification",
+                         training=True, pretrained_head=pretrained_head, config=overrides)
     tok = loaded.tokenizer
-    pad_id = tok.pad_token_id
-    train = encode(tok, spec, spec.train_split, data_dir, limit, hp.max_length)
-    model = runner.fresh(loaded, seed, init_state)
-    torch.manual_seed(seed)
-    rng = random.Random(seed)
-
-    steps_per_epoch = math.ceil(len(train.ids) / hp.batch_size)
-    total_steps = steps_per_epoch * hp.epochs
-    optimizer = optimizer_for(model, hp)
-    warmup = math.ceil(hp.warmup_ratio * total_steps)  # as transformers' Trainer rounds it
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: step / max(1, warmup) if step < warmup else
-        max(0.0, (total_steps - step) / max(1, total_steps - warmup)))
-    loss_fn = loss_function(spec)
-    lengths = [len(s) for s in train.ids]
-
-    bar = tqdm(total=total_steps, desc=f"{loaded.spec.name} {spec.name} lr={hp.lr:g} seed={seed}",
-               leave=False, disable=not progress)
-    losses = []
-    for _ in range(hp.epochs):
-        for batch in grouped_batches(lengths, hp.batch_size, rng):
-            loss = runner.train_step(model, optimizer, [train.ids[i] for i in batch], train.labels[batch], pad_id,
-                                     loss_fn, scheduler=schedule, max_grad_norm=grids.MAX_GRAD_NORM)
-            losses.append(loss)
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
-    bar.close()
-
-    scores, samples, n_eval = evaluate(runner, model, tok, spec, data_dir, limit, hp.max_length)
-    mean_loss = sum(losses) / len(losses) if losses else float("nan")
-    return FinetuneResult(metrics=scores, n_examples=n_eval, samples=samples, train_loss=mean_loss, steps=total_steps)
+    data_dir = cell.data.folder
+    train = encode(tok, arch, spec, spec.train_split, data_dir, cell.data.limit, config.max_length)
+    model = runner.fresh(loaded, cell.seed, options.init_state)
+    training = finetune.train(runner, model, config, train.ids, train.labels, tok.pad_token_id, spec.is_regression,
+                              cell.seed, desc=f"{loaded.spec.name} {spec.name} lr={config.lr:g} seed={cell.seed}",
+                              progress=options.progress, rung_callback=options.rung_callback)
+    scores, samples, n_eval = evaluate(runner, model, tok, arch, spec, data_dir, cell.data.limit, config.max_length)
+    fmt = inputs.describe(tok, arch, len(spec.text_fields) == 2, pretrained_head, loaded.head_from)
+    return CellResult(
+        metrics=scores, headline_metric=spec.headline_metric, split=spec.primary_split, n_examples=n_eval,
+        samples=samples, state=backbone_state(loaded) if options.keep_state else None,
+        tokens_processed=runner.tokens_processed - tokens_before, parameters=loaded.parameters,
+        loaded_id=loaded.loaded_id,
+        details={"train_loss": training.loss, "train_steps": training.steps, "warmup_steps": training.warmup_steps,
+                 "input_format": {**fmt.to_dict(), **overrides}, **throughput(runner, model, training)})
 
 
-def predictions(spec: TaskSpec, logits: torch.Tensor) -> list:
+def throughput(runner: Runner, model, training: finetune.Training) -> dict:
+    """Training tokens/s, FLOPs (6 x non-embedding parameters x tokens) and the fraction of the
+    device's measured peak FLOP/s they reached."""
+    embeddings = model.get_input_embeddings().weight.numel() if model.get_input_embeddings() is not None else 0
+    non_embedding = sum(p.numel() for p in model.parameters()) - embeddings
+    flops = 6 * non_embedding * training.tokens
+    per_s = training.tokens / training.seconds if training.seconds > 0 else None
+    peak = runner.hardware.peak_flops()
+    achieved = flops / training.seconds if training.seconds > 0 else None
+    return {"train_tokens": training.tokens, "train_time_s": round(training.seconds, 3),
+            "train_tokens_per_s": None if per_s is None else round(per_s, 1), "train_flops": flops,
+            "peak_flops": peak, "peak_fraction": None if achieved is None or not peak else round(achieved / peak, 5)}
+
+
+def predictions(spec: TaskSpec, logits: torch.Tensor) -> tuple[list, list]:
+    """(prediction, model output) per row: the class and its probabilities, or the score."""
     if spec.is_regression:
-        return logits.view(-1).tolist()
-    return logits.argmax(-1).tolist()
+        scores = logits.view(-1).tolist()
+        return scores, scores
+    return logits.argmax(-1).tolist(), torch.softmax(logits, -1).tolist()
 
 
-def evaluate(runner: Runner, model, tok, spec: TaskSpec, data_dir, limit, max_length):
+def evaluate(runner: Runner, model, tok, arch: str, spec: TaskSpec, data_dir, limit, max_length):
+    """(metrics, per-example samples, rows of the primary split) for every eval split."""
     scores: dict[str, float] = {}
     samples: list[dict] = []
     n_primary = 0
     for i, ev in enumerate(spec.eval_splits):
-        data = encode(tok, spec, ev.split, data_dir, limit, max_length)
-        logits = runner.predict(model, data.ids, tok.pad_token_id)
-        preds = predictions(spec, logits)
+        data = encode(tok, arch, spec, ev.split, data_dir, limit, max_length)
+        preds, outputs = predictions(spec, finetune.predict(runner, model, data.ids, tok.pad_token_id))
         refs = data.labels.tolist()
         for name, value in metrics.compute(list(spec.metrics), preds, refs).items():
             scores[name + ev.metric_suffix] = value
-        samples.extend({"split": ev.split, "idx": j, "pred": p, "label": r}
-                       for j, p, r in zip(data.idx, preds, refs))
+        texts = tok.batch_decode(data.ids, skip_special_tokens=False)
+        output_key = "score" if spec.is_regression else "probs"
+        samples.extend({"split": ev.split, "idx": j, "input": text, "label": r, "pred": p,
+                        output_key: [round(x, 6) for x in o] if isinstance(o, list) else o}
+                       for j, text, p, o, r in zip(data.idx, texts, preds, outputs, refs))
         if i == 0:
             n_primary = len(refs)
     return scores, samples, n_primary

@@ -7,7 +7,7 @@ significance tests.
     write_leaderboard(["results/runs/glue"], "board.csv")
 """
 
-from harness.report.build import Report, build_report, write_report
+from harness.report.build import Report, build_report
 from harness.report.frame import (
     best_scores,
     comparison_table,
@@ -20,6 +20,7 @@ from harness.report.leaderboard import leaderboard_frame, write_leaderboard
 from harness.report.plots import plot_figure1, plot_gap_heatmap, plot_scaling
 from harness.report.reference import delta_table, load_reference, versus_published
 from harness.report.significance import bootstrap_ci, outputs_of, paired_bootstrap, significance_table
+from harness.report.write import write_report
 
 __all__ = [
     "LEADERBOARD_COLUMNS", "Report", "best_scores", "bootstrap_ci", "build_report", "comparison_table",

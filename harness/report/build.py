@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pandas as pd
 
-from harness.report import plots, tables
-from harness.report.frame import average_notes, best_scores, column_groups, comparison_table, load_results
-from harness.report.leaderboard import leaderboard_frame, write_leaderboard
+from harness.report import tables
+from harness.report.frame import (
+    average_notes,
+    best_scores,
+    column_groups,
+    comparison_table,
+    load_results,
+    protocol_notes,
+)
 from harness.report.reference import delta_table, load_reference, versus_published
 from harness.report.significance import significance_table
 
@@ -48,57 +53,10 @@ def build_report(roots, n_boot: int = N_BOOT, seed: int = 0) -> Report:
     best = best_scores(frame)
     table = comparison_table(best)
     sig = significance_table(frame, best, n_boot=n_boot, seed=seed) if n_boot > 0 else None
-    notes = average_notes(best)
+    notes = protocol_notes(best) + average_notes(best)
     if sig is not None and sig["p_value"].notna().any():
         notes.append(f"{tables.DAGGER} gap not significant (paired bootstrap, {n_boot} resamples, 95%)")
     return Report(frame, best, table, versus_published(best, load_reference()), sig, notes)
 
 
-def write_report(roots, out_dir: str | Path, n_boot: int = N_BOOT, seed: int = 0,
-                 report: Report | None = None) -> dict[str, str]:
-    """Write the tables (md, tex, csv), plots (png, pdf), leaderboard and significance of results
-    folder(s) into ``out_dir``; returns {name: path}."""
-    report = report or build_report(roots, n_boot=n_boot, seed=seed)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths: dict[str, str] = {}
-
-    def put(name: str, text: str) -> None:
-        (out / name).write_text(text)
-        paths[name] = str(out / name)
-
-    def put_csv(name: str, df: pd.DataFrame) -> None:
-        df.to_csv(out / name, index=False)
-        paths[name] = str(out / name)
-
-    notes = "".join(f"\n{n}\n" for n in report.notes)
-    put("comparison.md", f"# Encoder vs decoder\n\n{HEADER}.\n\n"
-        + tables.markdown(report.table, report.groups, report.significance) + notes)
-    put("comparison.tex", tables.latex(report.table, report.groups, report.significance, caption=HEADER))
-    put_csv("comparison.csv", tables.flat_csv_frame(report.table))
-    scores = report.best.assign(score=report.best["score"] * 100, std=report.best["std"] * 100)
-    put_csv("scores.csv", scores)
-    if not report.vs_paper.empty:
-        put_csv("vs_paper.csv", report.vs_paper)
-        grid = delta_table(report.vs_paper)
-        put("vs_paper.md", "Measured minus published (x100; ~ read off a figure)\n\n"
-            + tables.long_markdown(grid.reset_index()) + "\n" + tables.long_markdown(report.vs_paper))
-        put("vs_paper.tex", tables.long_latex(report.vs_paper.drop(columns=["model", "source"])))
-    if report.significance is not None:
-        sig = report.significance
-        put_csv("significance.csv", sig)
-        shown = sig.assign(p_value=["-" if pd.isna(p) else f"{p:.3f}" for p in sig["p_value"]])
-        put("significance.md", tables.long_markdown(shown))
-        put("significance.tex", tables.long_latex(shown))
-    board = leaderboard_frame(report.frame, report.best)
-    put_csv("leaderboard.csv", board)
-    stems = {"scaling": plots.plot_scaling(report.best, out / "plots" / "scaling"),
-             "figure1": plots.plot_figure1(report.best, out / "plots" / "figure1", load_reference()),
-             "gap_heatmap": plots.plot_gap_heatmap(report.table, out / "plots" / "gap_heatmap")}
-    for name, files in stems.items():
-        for f in files:
-            paths[f"plots/{Path(f).name}"] = f
-    return paths
-
-
-__all__ = ["Report", "build_report", "write_report", "write_leaderboard"]
+__all__ = ["Report", "build_report"]

@@ -4,31 +4,27 @@ encoder-vs-decoder comparison table with the GLUE and generative averages."""
 
 from __future__ import annotations
 
-import json
 import os
 
 import numpy as np
 import pandas as pd
 
 from harness.errors import UserError
-from harness.metrics import GENERATIVE_TASKS, GLUE_AVERAGE_METRIC, generative_average, glue_average
 from harness.results import load_frame
+from harness.suite import suite
 
-MODEL_COLUMNS = ["model", "model_name", "revision", "architecture", "size", "variant", "family", "parameters"]
+MODEL_COLUMNS = ["model", "model_name", "revision", "architecture", "size", "variant", "family", "pair", "parameters"]
 SIZE_ORDER = ("tiny", "17m", "32m", "68m", "150m", "400m", "1b")
-GLUE_TASKS = ("cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte", "wnli")
-GLUE_AVG, GEN_AVG = "GLUE avg", "Gen avg"
-DISPLAY = {
-    "cola": "CoLA", "sst2": "SST-2", "mrpc": "MRPC", "stsb": "STS-B", "qqp": "QQP", "mnli": "MNLI", "qnli": "QNLI",
-    "rte": "RTE", "wnli": "WNLI", "arc_challenge": "ARC", "hellaswag": "HS", "lambada_openai": "LMB",
-    "openbookqa": "OBQA", "piqa": "PIQA", "sciq": "SciQ", "social_iqa": "SIQA", "triviaqa": "TQA",
-    "winogrande": "WG", "wsc273": "WSC", "glue_avg": GLUE_AVG, "gen_avg": GEN_AVG,
-}
-GROUP_TITLES = {"glue": "GLUE", "generative": "Generative"}
+GLUE_TASKS = suite().members("glue")
+GENERATIVE_TASKS = suite().averaged("generative")  # the paper's Table 4, in its column order
+GLUE_AVG, GEN_AVG = suite().groups["glue"].average, suite().groups["generative"].average
+GROUP_TITLES = {name: g.title for name, g in suite().groups.items()}
+# group -> (average's display name, the tasks it averages)
+AVERAGES = {name: (g.average, suite().averaged(name)) for name, g in suite().groups.items()}
 
 
 def display(task: str) -> str:
-    return DISPLAY.get(task, task)
+    return suite().display(task)
 
 
 def check_roots(roots) -> list[str]:
@@ -43,24 +39,25 @@ def check_roots(roots) -> list[str]:
 
 
 def headline_frame(*roots) -> pd.DataFrame:
-    """One row per finished record with its headline score and a hashable configuration."""
+    """One row per finished record with its headline score, configuration and protocol."""
     df = load_frame(*roots)
     if df.empty:
-        return pd.DataFrame(columns=MODEL_COLUMNS + ["task", "task_group", "config", "seed", "score"])
+        return pd.DataFrame(columns=MODEL_COLUMNS + ["task", "task_group", "config", "protocol", "protocol_key",
+                                                     "seed", "score"])
     df = df.copy()
     df["score"] = [m.get(h) if isinstance(m, dict) else None for m, h in zip(df["metrics"], df["headline_metric"])]
     df["score"] = pd.to_numeric(df["score"], errors="coerce")
-    df["config"] = [_config(hp) for hp in df["hyperparameters"]]
-    for col in ("revision", "size", "variant", "seed", "parameters"):
+    # seeds of one configuration share a config key (whichever MNLI checkpoint a warm start read)
+    df["config"] = df["config_key"]
+    df["protocol"] = [p.get("label", "") if isinstance(p, dict) else "" for p in df["protocol"]]
+    # harness/search: a configuration ASHA stopped early holds a partial score (never a best)
+    df["stopped_early"] = [bool(s.get("stopped_early")) if isinstance(s, dict) else False
+                           for s in (df["search"] if "search" in df else [None] * len(df))]
+    for col in ("revision", "size", "variant", "seed", "parameters", "pair"):
+        if col not in df:
+            df[col] = None
         df[col] = df[col].astype(object).where(df[col].notna(), None)
     return df[df["score"].notna()].reset_index(drop=True)
-
-
-def _config(hp) -> str:
-    # The MNLI checkpoint a warm-started cell started from is chosen per run, not part of the recipe:
-    # seeds of one recipe must aggregate even when a resumed run picked another checkpoint.
-    hp = {k: v for k, v in hp.items() if k != "init_from"} if isinstance(hp, dict) else {}
-    return json.dumps(hp, sort_keys=True, default=str)
 
 
 def load_results(*roots) -> pd.DataFrame:
@@ -72,33 +69,62 @@ def load_results(*roots) -> pd.DataFrame:
     return df
 
 
+def is_test_split(split) -> bool:
+    return isinstance(split, str) and "test" in split.lower()
+
+
 def best_scores(df: pd.DataFrame) -> pd.DataFrame:
-    """Per (model, revision, task): the configuration with the best mean dev score over seeds,
-    with that score's mean, standard deviation and number of seeds (scores as stored, 0-1)."""
-    columns = MODEL_COLUMNS + ["task", "task_group", "config", "score", "std", "n_seeds", "row"]
+    """Per (model, revision, task, protocol): the configuration with the best mean dev score over
+    seeds, with that score's mean, standard deviation and number of seeds (scores as stored, 0-1).
+
+    Only tunable hyperparameters are chosen among: records of different protocols (recipe,
+    scoring options, data, limit, protocol version) are never pooled or chosen between, and on a
+    test split nothing is chosen (each configuration stays apart)."""
+    columns = MODEL_COLUMNS + ["task", "task_group", "config", "protocol", "protocol_key", "score", "std", "n_seeds",
+                               "configs", "row"]
+    if "stopped_early" in df:  # ASHA: only configurations that completed their schedule are chosen among
+        df = df[~df["stopped_early"].astype(bool)]
     if df.empty:
         return pd.DataFrame(columns=columns)
-    df = df.assign(_rev=df["revision"].fillna("").astype(str), _seed=df["seed"].astype(str))
-    keys = ["model", "_rev", "task"]
-    per_config = (
-        df.groupby(keys + ["config"], dropna=False)
-        .agg(score=("score", "mean"), std=("score", "std"), n_seeds=("_seed", "nunique"))
-        .reset_index()
-    )
-    best_idx = per_config.groupby(keys, dropna=False)["score"].idxmax()
-    best = per_config.loc[best_idx].reset_index(drop=True)
-    info = df.drop_duplicates(keys)[MODEL_COLUMNS + ["_rev", "task", "task_group"]]
+    df = df.assign(_rev=df["revision"].fillna("").astype(str), _seed=df["seed"].astype(str),
+                   _choice=[c if is_test_split(s) else p for c, p, s in zip(df["config"], df["protocol_key"], df["split"])])
+    keys = ["model", "_rev", "task", "_choice"]
+    per_config = (df.groupby(keys + ["config"], dropna=False)
+                  .agg(score=("score", "mean"), std=("score", "std"), n_seeds=("_seed", "nunique"))
+                  .reset_index())
+    per_config["configs"] = per_config.groupby(keys, dropna=False)["config"].transform("count")
+    best = per_config.loc[per_config.groupby(keys, dropna=False)["score"].idxmax()].reset_index(drop=True)
+    info = df.drop_duplicates(keys)[MODEL_COLUMNS + ["_rev", "task", "task_group", "protocol", "protocol_key",
+                                                     "_choice"]]
     out = best.merge(info, on=keys, how="left")
     out["std"] = out["std"].fillna(0.0)
-    out["row"] = [row_label(r) for r in out.to_dict("records")]
+    out["row"] = rows_apart(out)
     return out[columns]
+
+
+def rows_apart(best: pd.DataFrame) -> list[str]:
+    """Each score's table row: the model's row label, with the protocol added where a row's task has
+    scores under several protocols, so that scores of different protocols are never shown as one
+    number, and an encoder and a decoder are compared only under the same protocol label."""
+    frame = best.assign(_base=[row_label(r) for r in best.to_dict("records")])
+    labels = frame["protocol"].fillna("").astype(str)
+    several = frame.assign(_label=labels).groupby(["_base", "task"])["_label"].transform("nunique") > 1
+    keys_per_label = frame.assign(_label=labels).groupby(["_base", "task", "architecture", "_label"])[
+        "_choice"].transform("nunique")
+    out = []
+    for base, many, label, clash, choice in zip(frame["_base"], several, labels, keys_per_label, frame["_choice"]):
+        tag = label + (f" #{str(choice)[:6]}" if clash > 1 else "")
+        out.append(f"{base} [{tag}]" if many or clash > 1 else base)
+    return out
 
 
 def row_label(r: dict) -> str:
     """The comparison-table row of a model: its size for the Ettin pair (and the demo's tiny pair),
     '<size> (cross)' for the cross-objective pair, the model name otherwise; '@rev' for a revision."""
     size, family = r.get("size"), r.get("family")
-    if size and family in ("ettin", "tiny"):
+    if r.get("pair"):
+        label = str(r["pair"])
+    elif size and family in ("ettin", "tiny"):
         label = str(size)
     elif size and family == "ettin-cross":
         label = f"{size} (cross)"
@@ -112,21 +138,17 @@ def task_order(best: pd.DataFrame) -> list[tuple[str, str]]:
     """(group, task), grouped: GLUE, generative, then other groups; in a group the paper's tasks
     in paper order, then any others by name."""
     groups = dict(zip(best["task"], best["task_group"]))
-    known = [t for t in GLUE_TASKS + GENERATIVE_TASKS if t in groups]
+    known = [t for t in suite().tasks if t in groups]
     others = sorted(t for t in groups if t not in known)
     pairs = [(str(groups[t] or "other"), t) for t in known + others]
-    rank = {"glue": 0, "generative": 1}
+    rank = {name: i for i, name in enumerate(suite().groups)}
     return sorted(pairs, key=lambda p: (rank.get(p[0], 2), p[0]))
 
 
 def group_average(scores: dict, group: str) -> float | None:
-    """The paper's average of one group: GLUE over its eight tasks, generative over the ten Table 4
-    tasks; None unless every one of them is present."""
+    """The paper's average of one group (tasks/suite.yaml); None unless every task it averages is present."""
     clean = {t: v for t, v in scores.items() if v is not None and pd.notna(v)}
-    return glue_average(clean) if group == "glue" else generative_average(clean)
-
-
-AVERAGES = {"glue": (GLUE_AVG, tuple(GLUE_AVERAGE_METRIC)), "generative": (GEN_AVG, GENERATIVE_TASKS)}
+    return suite().average(group, clean) if group in suite().groups else None
 
 
 def comparison_table(best: pd.DataFrame, scale: float = 100.0) -> pd.DataFrame:
@@ -138,7 +160,8 @@ def comparison_table(best: pd.DataFrame, scale: float = 100.0) -> pd.DataFrame:
     """
     if best.empty:
         return pd.DataFrame()
-    best = best.assign(row=[row_label(r) for r in best.to_dict("records")])
+    if "row" not in best:
+        best = best.assign(row=[row_label(r) for r in best.to_dict("records")])
     pivot = best.pivot_table(index="row", columns=["task", "architecture"], values="score", aggfunc="max") * scale
     empty = pd.Series(np.nan, index=pivot.index, dtype=float)
     columns = {}
@@ -200,6 +223,27 @@ def average_notes(best: pd.DataFrame) -> list[str]:
     return notes
 
 
+def row_protocols(best: pd.DataFrame) -> dict[str, str]:
+    """Table row -> the protocol label(s) of its scores ('paper' when it follows the published one)."""
+    return {row: "; ".join(sorted(set(g["protocol"]))) for row, g in best.groupby("row", sort=False)}
+
+
+def protocol_notes(best: pd.DataFrame) -> list[str]:
+    """One line per protocol in the table: which rows ran it, and whether it is the paper's."""
+    notes = []
+    for label, g in best.groupby("protocol", sort=True):
+        rows = _some(list(dict.fromkeys(g["row"])), 4)
+        if label == "paper":
+            notes.append(f"Protocol: the paper's (full grid, hub data, published scoring options) for {rows}")
+        else:
+            notes.append(f"Protocol: {label} for {rows}: NOT the paper's protocol; do not set these numbers "
+                         "beside the published ones")
+        if "asha search" in str(label):
+            notes.append(f"ASHA search ({label}): each score is the best configuration among those that completed "
+                         "their full schedule; configurations stopped early are never chosen")
+    return notes
+
+
 def _some(items: list[str], n: int = 3) -> str:
     return ", ".join(items[:n]) + (f" and {len(items) - n} more" if len(items) > n else "")
 
@@ -208,13 +252,14 @@ def model_scores(best: pd.DataFrame, scale: float = 100.0) -> pd.DataFrame:
     """One row per (model, revision): its best score per task (x scale), the GLUE and generative
     averages, and the fewest seeds behind any of its scores."""
     if best.empty:
-        return pd.DataFrame(columns=MODEL_COLUMNS + ["row", "glue_avg", "gen_avg", "seeds"])
+        return pd.DataFrame(columns=MODEL_COLUMNS + ["row", "protocol", "glue_avg", "gen_avg", "seeds"])
     best = best.assign(_rev=best["revision"].fillna("").astype(str))
     rows = []
-    for _, g in best.groupby(["model", "_rev"], sort=False):
+    for _, g in best.groupby(["model", "_rev", "row"], sort=False):
         first = g.iloc[0]
         scores = dict(zip(g["task"], g["score"] * scale))
         rows.append({**{c: first[c] for c in MODEL_COLUMNS}, "row": first["row"],
-                     "glue_avg": group_average(scores, "glue"), "gen_avg": group_average(scores, "generative"),
+                     "protocol": "; ".join(sorted(set(g["protocol"]))),
+                     **{grp.average_column: group_average(scores, name) for name, grp in suite().groups.items()},
                      "seeds": int(g["n_seeds"].min()), **scores})
     return pd.DataFrame(rows)

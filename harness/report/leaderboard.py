@@ -11,17 +11,18 @@ import pandas as pd
 from harness.errors import UserError
 from harness.report.frame import GENERATIVE_TASKS, GLUE_TASKS, SIZE_ORDER, best_scores, load_results, model_scores
 
-KEY = ["model", "revision"]
+KEY = ["model", "revision", "protocol"]
 # The fixed schema, in order; columns of tasks outside GLUE and Table 4 follow, sorted by name.
-COLUMNS = ["model", "model_name", "revision", "architecture", "variant", "size", "parameters", "seeds",
+COLUMNS = ["model", "model_name", "revision", "protocol", "architecture", "variant", "size", "parameters", "seeds",
            "harness_version", "date", "glue_avg", "gen_avg", *GLUE_TASKS, *GENERATIVE_TASKS]
-TEXT_COLUMNS = ["model", "model_name", "revision", "architecture", "variant", "size", "harness_version", "date"]
+TEXT_COLUMNS = ["model", "model_name", "revision", "protocol", "architecture", "variant", "size", "harness_version",
+                "date"]
 
 
 def leaderboard_frame(frame: pd.DataFrame, best: pd.DataFrame | None = None) -> pd.DataFrame:
     """The leaderboard rows of a headline_frame (scores x100, two decimals)."""
     best = best_scores(frame) if best is None else best
-    scores = model_scores(best).drop(columns=["family", "row"])
+    scores = model_scores(best).drop(columns=["family", "row", "pair"])
     frame = frame.assign(_rev=frame["revision"].fillna("").astype(str))
     latest = frame.sort_values("timestamp").groupby(["model", "_rev"]).tail(1)
     stamp = {(m, r): (str(t or "")[:10], (v or {}).get("harness") if isinstance(v, dict) else None)
@@ -67,7 +68,7 @@ def write_leaderboard(roots, csv_path: str | os.PathLike) -> pd.DataFrame:
     path = Path(csv_path)
     if path.exists():
         old = _ordered(read_leaderboard(path))
-        fresh = set(zip(new["model"], new["revision"]))
+        fresh = set(zip(new["model"], new["revision"]))  # a model's rows are replaced, whatever their protocol
         old = old[[k not in fresh for k in zip(old["model"], old["revision"])]]
         new = _ordered(pd.concat([old, new], ignore_index=True)) if not old.empty else new
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,28 +1,41 @@
-"""Figures of a comparison, each saved as PNG and PDF. One colour for encoders and one for decoders
-in every figure; every function copes with partial results (missing sizes, one architecture).
+"""Figures of a comparison (scaling curves, the paper's Figure 1 view, the gap heatmap), saved as
+PNG and PDF or returned as inline SVG for the results page.
 
-Figures are built on ``matplotlib.figure.Figure`` (no pyplot), so nothing changes the caller's
-backend and nothing needs a display.
+One colour and one marker per architecture in every figure (encoders blue circles, decoders orange
+squares), and encoder points sit a little left of decoder points of the same size, so a pair with
+equal scores stays visible as two marks. Panels of one task family share the height of their y
+range, so equal gaps look equal. Every function copes with partial results (missing sizes, one
+architecture). Figures are built on ``matplotlib.figure.Figure`` (no pyplot), so nothing changes
+the caller's backend and nothing needs a display.
 """
 
 from __future__ import annotations
 
+import io
 import math
+import re
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 import pandas as pd
 from matplotlib.colors import LinearSegmentedColormap
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 from matplotlib.ticker import FixedFormatter, FixedLocator, NullLocator
 
 from harness.models import PARAMETERS
 from harness.report.frame import GEN_AVG, GLUE_AVG, display, model_scores, task_order
+from harness.report.tables import DAGGER, not_significant
 
 COLORS = {"encoder": "#0072B2", "decoder": "#D55E00"}  # Okabe-Ito blue and vermillion
+MARKERS = {"encoder": "o", "decoder": "s"}
 GAP_CMAP = LinearSegmentedColormap.from_list("gap", [COLORS["decoder"], "#ffffff", COLORS["encoder"]])
 STYLES = {"encoder": "-", "decoder": "-", "encoder-from-decoder": "--", "decoder-from-encoder": "--"}
 AVERAGE_COLUMNS = {GLUE_AVG: "glue_avg", GEN_AVG: "gen_avg"}
+AVERAGE_FAMILY = {GLUE_AVG: "glue", GEN_AVG: "generative"}
+DODGE = {"encoder": 10 ** -0.012, "decoder": 10 ** 0.012}  # x factor: about 3% apart on the log axis
+ETTIN_FAMILIES = ("ettin", "ettin-cross")
 
 
 def _save(fig: Figure, stem: str | Path) -> list[str]:
@@ -36,36 +49,71 @@ def _save(fig: Figure, stem: str | Path) -> list[str]:
     return paths
 
 
+def svg_text(fig: Figure, prefix: str) -> str:
+    """The figure as an ``<svg>`` element to inline in HTML: text stays text (small, searchable) and
+    every id gets ``prefix`` so that several figures in one page never share an id."""
+    buf = io.StringIO()
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "ettin"}):
+        fig.savefig(buf, format="svg", bbox_inches="tight")
+    text = buf.getvalue()
+    text = re.sub(r"<metadata>.*?</metadata>\s*", "", text[text.index("<svg"):], flags=re.S)
+    text = re.sub(r'\bid="([^"]+)"', rf'id="{prefix}-\1"', text)
+    text = re.sub(r'(href="#|url\(#)([^")]+)', rf"\1{prefix}-\2", text)
+    return text.replace("<svg ", f'<svg role="img" aria-label="{prefix}" ', 1)
+
+
 def _lines(scores: pd.DataFrame):
-    """(label, architecture, line style, rows sorted by parameters) per line: one per variant
-    (and revision); a model outside the Ettin variants is a line of its own."""
+    """(label, architecture, line style, rows sorted by parameters, group) per line: one per Ettin
+    variant (and revision); one per variant of another family of pairs (the demo's tiny pair); any
+    other model a line of its own. ``group`` tells related lines (same family) from unrelated ones."""
     scores = scores[scores["parameters"].notna()]
-    keys = [(v if v in STYLES else f"model:{n}", r if isinstance(r, str) else "")
-            for v, n, r in zip(scores["variant"], scores["model_name"], scores["revision"])]
+    keys = []
+    for v, n, r, fam in zip(scores["variant"], scores["model_name"], scores["revision"], scores["family"]):
+        if v in STYLES and fam in ETTIN_FAMILIES:
+            kind, group = v, "ettin"
+        elif v in STYLES and isinstance(fam, str) and fam:
+            kind, group = f"{fam} {v}", fam
+        else:
+            kind, group = f"model:{n}", f"model:{n}"
+        keys.append((kind, r if isinstance(r, str) else "", group))
     scores = scores.assign(_key=keys)
-    for (kind, rev), g in scores.groupby("_key", sort=False):
+    for (kind, rev, group), g in scores.groupby("_key", sort=False):
         arch = g["architecture"].iloc[0]
+        variant = kind.split(" ")[-1]
         label = kind.replace("model:", "").replace("-from-", " (from ") + (")" if "-from-" in kind else "")
-        yield label + (f" @{rev}" if rev else ""), arch, STYLES.get(kind, ":"), g.sort_values("parameters")
+        yield label + (f" @{rev}" if rev else ""), arch, STYLES.get(variant, ":"), g.sort_values("parameters"), group
 
 
-def _panel(ax, scores: pd.DataFrame, column: str, std: str | None = None) -> bool:
-    xs = []
-    for label, arch, style, g in _lines(scores[scores[column].notna()] if column in scores else scores.iloc[:0]):
-        yerr = g[std].to_numpy(float) if std and std in g else None
-        ax.errorbar(g["parameters"].to_numpy(float), g[column].to_numpy(float), yerr=yerr, label=label,
-                    color=COLORS.get(arch, "grey"), linestyle=style, marker="o", capsize=3)
-        xs += list(g["parameters"].astype(float))
+def _panel(ax, scores: pd.DataFrame, column: str, std: str | None = None) -> tuple[float, float] | None:
+    """Draw one panel; returns the (low, high) of what it drew (error bars included), None if nothing."""
+    xs, lows, highs = [], [], []
+    lines = list(_lines(scores[scores[column].notna()] if column in scores else scores.iloc[:0]))
+    label_points = len({line[4] for line in lines}) > 1  # unrelated models share this axis
+    for label, arch, style, g, group in lines:
+        x = g["parameters"].to_numpy(float)
+        y = g[column].to_numpy(float)
+        yerr = np.nan_to_num(g[std].to_numpy(float)) if std and std in g else None
+        color = COLORS.get(arch, "grey")
+        ax.errorbar(x * DODGE.get(arch, 1.0), y, yerr=yerr, label=label, color=color, linestyle=style,
+                    marker=MARKERS.get(arch, "D"), markersize=5, capsize=3)
+        if label_points and group != "ettin":
+            for xi, yi, name in zip(x, y, g["model_name"]):
+                ax.annotate(str(name), (xi * DODGE.get(arch, 1.0), yi), xytext=(4, 4), textcoords="offset points",
+                            fontsize=7, color=color)
+        xs += list(x)
+        spread = yerr if yerr is not None else 0.0
+        lows.append(float(np.min(y - spread)))
+        highs.append(float(np.max(y + spread)))
     ax.set_xlabel("parameters (log scale)")
     ax.set_ylabel("score (x100)")
     if not xs:
         ax.text(0.5, 0.5, "no results", ha="center", va="center", transform=ax.transAxes, color="grey")
         ax.set_xticks([])
         ax.set_yticks([])
-        return False
+        return None
     log_axis(ax, xs)
     ax.grid(alpha=0.3)
-    return True
+    return min(lows), max(highs)
 
 
 def human(n: float) -> str:
@@ -88,6 +136,24 @@ def log_axis(ax, xs: list[float]) -> None:
     ax.xaxis.set_major_formatter(FixedFormatter([human(t) for t in ticks]))
     ax.xaxis.set_minor_locator(NullLocator())
     ax.tick_params(axis="x", labelsize=8)
+
+
+def family_limits(ranges: dict, families: dict, pad: float = 0.08, least: float = 2.0, ceiling: float = 100.5) -> dict:
+    """Per panel, y limits centred on its data whose height is the same for every panel of one family:
+    the largest data range of the family plus ``pad`` of it on each side (at least ``least`` points);
+    moved down where they would pass ``ceiling`` (a score x100 tops out at 100) and the data does not."""
+    height: dict = {}
+    for panel, (lo, hi) in ranges.items():
+        fam = families.get(panel)
+        height[fam] = max(height.get(fam, 0.0), hi - lo)
+    out = {}
+    for panel, (lo, hi) in ranges.items():
+        h = max(height[families.get(panel)] * (1 + 2 * pad), least)
+        top = max((lo + hi) / 2 + h / 2, hi)
+        if top > ceiling >= hi:
+            top = ceiling
+        out[panel] = (top - h, top)
+    return out
 
 
 def _wide(best: pd.DataFrame) -> pd.DataFrame:
@@ -113,30 +179,38 @@ def _legend(fig: Figure, axes) -> None:
                    bbox_to_anchor=(0.5, 1.0), frameon=False)
 
 
-def plot_scaling(best: pd.DataFrame, stem: str | Path) -> list[str]:
+def scaling_figure(best: pd.DataFrame) -> Figure:
     """Score vs parameter count (log x), one panel per task and average, a line per architecture
-    with the seed spread (std) as error bars."""
+    with the seed spread (std) as error bars; panels of a task family share their y range's height."""
     scores = _wide(best)
-    panels = [t for _, t in task_order(best)]
+    order = task_order(best)
+    families = {t: g for g, t in order}
+    panels = [t for _, t in order]
     panels += [name for name, col in AVERAGE_COLUMNS.items() if scores[col].notna().any()]
+    families.update({name: AVERAGE_FAMILY[name] for name in AVERAGE_COLUMNS})
     ncols = min(4, len(panels))
     nrows = math.ceil(len(panels) / ncols)
     fig = Figure(figsize=(4 * ncols, 3.3 * nrows + 0.6), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    ranges = {}
     for ax, panel in zip(axes, panels):
         column = AVERAGE_COLUMNS.get(panel, panel)
-        _panel(ax, scores, column, None if panel in AVERAGE_COLUMNS else f"{panel}_std")
+        drawn = _panel(ax, scores, column, None if panel in AVERAGE_COLUMNS else f"{panel}_std")
+        if drawn:
+            ranges[panel] = drawn
         ax.set_title(display(panel))
+    for panel, limits in family_limits(ranges, families).items():
+        axes[panels.index(panel)].set_ylim(*limits)
     for ax in axes[len(panels):]:
         ax.set_visible(False)
     fig.get_layout_engine().set(rect=(0, 0, 1, 1 - 0.6 / (3.3 * nrows + 0.6)))
     _legend(fig, axes)
-    return _save(fig, stem)
+    return fig
 
 
-def plot_figure1(best: pd.DataFrame, stem: str | Path, reference: pd.DataFrame | None = None) -> list[str]:
+def figure1_figure(best: pd.DataFrame, reference: pd.DataFrame | None = None) -> Figure:
     """The paper's Figure 1 view: MNLI (a classification task) and the generative average of both
-    architectures across sizes; the published numbers as hollow markers where the run has Ettin models."""
+    architectures across sizes; the published numbers as hollow diamonds where the run has Ettin models."""
     scores = _wide(best)
     scores = scores[scores["variant"].isin(["encoder", "decoder"])]
     fig = Figure(figsize=(10, 4.2), layout="constrained")
@@ -147,23 +221,25 @@ def plot_figure1(best: pd.DataFrame, stem: str | Path, reference: pd.DataFrame |
         if drawn and reference is not None and not reference.empty and (scores["family"] == "ettin").any():
             xs = list(scores.loc[scores[column].notna(), "parameters"].astype(float))
             for arch, g in reference[reference["task"] == column].groupby("architecture"):
-                x = [PARAMETERS[s] for s in g["size"]]
-                ax.scatter(x, g["value"], facecolors="none", edgecolors=COLORS[arch], marker="s",
-                           label=f"{arch} (paper)")
-                xs += x
+                x = np.array([PARAMETERS[s] for s in g["size"]], dtype=float)
+                ax.scatter(x * DODGE.get(arch, 1.0), g["value"], facecolors="none", edgecolors=COLORS[arch],
+                           marker="D", label=f"{arch} (paper)")
+                xs += list(x)
             log_axis(ax, xs)
     fig.get_layout_engine().set(rect=(0, 0, 1, 0.9))
     _legend(fig, axes)
-    return _save(fig, stem)
+    return fig
 
 
-def plot_gap_heatmap(table: pd.DataFrame, stem: str | Path) -> list[str]:
-    """Gap (encoder - decoder, x100) per row (size) and task; grey where a side is missing
-    (rows and tasks without any gap are left out)."""
+def gap_heatmap_figure(table: pd.DataFrame, sig: pd.DataFrame | None = None) -> Figure:
+    """Gap (encoder - decoder, x100) per row (size) and task; grey where a side is missing (rows and
+    tasks without any gap are left out); a gap the paired test finds not significant is hatched
+    and carries a dagger."""
     gaps = table.xs("gap", axis=1, level=1).dropna(how="all").dropna(axis=1, how="all") if not table.empty else None
     tasks = list(gaps.columns) if gaps is not None and not gaps.empty else []
     rows = list(gaps.index) if tasks else ["-"]
     gaps = gaps.to_numpy(float) if tasks else np.full((1, 1), np.nan)
+    marks = not_significant(sig)
     fig = Figure(figsize=(max(4.0, 0.9 * len(tasks) + 2.5), max(2.5, 0.5 * len(rows) + 1.6)), layout="constrained")
     ax = fig.subplots()
     finite = gaps[np.isfinite(gaps)]
@@ -176,9 +252,33 @@ def plot_gap_heatmap(table: pd.DataFrame, stem: str | Path) -> list[str]:
     ax.set_ylabel("size")
     for i in range(gaps.shape[0]):
         for j in range(gaps.shape[1]):
-            text = f"{gaps[i, j]:+.1f}" if np.isfinite(gaps[i, j]) else "n/a"
-            dark = np.isfinite(gaps[i, j]) and abs(gaps[i, j]) > 0.6 * bound
-            ax.text(j, i, text, ha="center", va="center", fontsize=8, color="white" if dark else "black")
-    ax.set_title("encoder - decoder (points; blue: encoder better)" if finite.size else "no encoder-decoder pairs")
+            value = gaps[i, j]
+            if not np.isfinite(value):
+                ax.text(j, i, "n/a", ha="center", va="center", fontsize=8, color="black")
+                continue
+            weak = (rows[i], tasks[j]) in marks
+            if weak:
+                ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="///", edgecolor="#777777",
+                                       linewidth=0, gid=f"ns-{i}-{j}"))
+            dark = abs(value) > 0.6 * bound
+            ax.text(j, i, f"{value:+.1f}{DAGGER if weak else ''}", ha="center", va="center", fontsize=8,
+                    color="white" if dark else "black", fontweight="normal" if weak else "bold")
+    title = "encoder - decoder (points; blue: encoder better)" if finite.size else "no encoder-decoder pairs"
+    ax.set_title(title + (f"\nhatched, {DAGGER}: not significant (paired bootstrap)" if marks else ""))
     fig.colorbar(image, ax=ax, label="gap (x100)")
-    return _save(fig, stem)
+    return fig
+
+
+def plot_scaling(best: pd.DataFrame, stem: str | Path) -> list[str]:
+    """The scaling figure as ``stem``.png and .pdf; returns their paths."""
+    return _save(scaling_figure(best), stem)
+
+
+def plot_figure1(best: pd.DataFrame, stem: str | Path, reference: pd.DataFrame | None = None) -> list[str]:
+    """The Figure 1 view as ``stem``.png and .pdf; returns their paths."""
+    return _save(figure1_figure(best, reference), stem)
+
+
+def plot_gap_heatmap(table: pd.DataFrame, stem: str | Path, sig: pd.DataFrame | None = None) -> list[str]:
+    """The gap heatmap as ``stem``.png and .pdf (non-significant gaps marked when ``sig`` is given)."""
+    return _save(gap_heatmap_figure(table, sig), stem)

@@ -6,17 +6,19 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.bundled import reference_csv
+from harness.errors import UserError
 from harness.report.frame import GENERATIVE_TASKS, GLUE_TASKS, SIZE_ORDER, display, model_scores
 
-REFERENCE_CSV = Path(__file__).resolve().parents[2] / "results" / "reference" / "ettin_paper.csv"
-COLUMNS = ["row", "model", "architecture", "task", "measured", "published", "delta", "approximate", "source"]
+COLUMNS = ["row", "model", "architecture", "task", "protocol", "measured", "published", "delta", "approximate",
+           "source"]
 
 
 def load_reference(path: str | Path | None = None) -> pd.DataFrame:
     """The published numbers, one row per (model, task), scores x100; empty when the file is absent."""
-    path = Path(path) if path else REFERENCE_CSV
+    path = Path(path) if path else reference_csv()
     if not path.exists():
-        return pd.DataFrame(columns=["model", "architecture", "size", "task", "value", "approximate", "source"])
+        raise UserError(f"the paper's reference numbers are missing ({path}); reinstall ettin-harness")
     ref = pd.read_csv(path, dtype={"size": str})
     ref["approximate"] = ref["approximate"].astype(str).str.lower().eq("true")
     return ref
@@ -37,7 +39,7 @@ def versus_published(best: pd.DataFrame, reference: pd.DataFrame | None = None) 
             if measured is None or pd.isna(measured):
                 continue
             rows.append({"row": model_row["row"], "model": model_row["model"], "architecture": ref["architecture"],
-                         "task": ref["task"], "measured": float(measured), "published": float(ref["value"]),
+                         "task": ref["task"], "protocol": model_row["protocol"], "measured": float(measured), "published": float(ref["value"]),
                          "delta": float(measured) - float(ref["value"]), "approximate": bool(ref["approximate"]),
                          "source": ref["source"]})
     return pd.DataFrame(rows, columns=COLUMNS)

@@ -79,11 +79,15 @@ def latex(table: pd.DataFrame, groups: dict, sig=None, caption: str = "") -> str
     return "\n\n".join(parts) + "\n"
 
 
-def flat_csv_frame(table: pd.DataFrame) -> pd.DataFrame:
-    """The comparison table with flat columns '<task>_<encoder|decoder|gap>' (points x100)."""
-    flat = table.copy()
+def flat_csv_frame(table: pd.DataFrame, protocols: dict | None = None) -> pd.DataFrame:
+    """The comparison table with flat columns '<task>_<encoder|decoder|gap>' (points x100, two
+    decimals) and each row's protocol."""
+    flat = table.copy().round(2)
     flat.columns = [f"{t.replace(' ', '_').lower() if t in (GLUE_AVG, GEN_AVG) else t}_{p}" for t, p in table.columns]
-    return flat.reset_index()
+    flat = flat.reset_index()
+    if protocols is not None:
+        flat.insert(1, "protocol", [protocols.get(r, "") for r in flat[flat.columns[0]]])
+    return flat
 
 
 def long_markdown(df: pd.DataFrame, digits: int = 1) -> str:

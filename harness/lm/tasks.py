@@ -1,88 +1,26 @@
-"""The lm-eval adapter: scores Ettin encoders and decoders on lm-eval tasks with lm-eval's own
-evaluator, task configs, filters and metrics.
-
-Two lm-eval backends (``@register_model``): ``ettin-decoder`` (``DecoderLM``, decoder_lm.py) and
-``ettin-encoder`` (``EncoderLM``, mask-append scoring, mask_append.py). Both take their model and
-batching from the shared runner. ``tasks/generative`` holds the group ``generative`` (the Ettin
-paper's suite) and local twins of its tasks (``<task>_local``: the same prompts and metrics on
-JSONL files), used offline, by the tests and by the demo.
-"""
+"""Finding lm-eval tasks: lm-eval's own, the local twins in tasks/generative, --include-path
+folders and --data-dir files; expanding groups; and a hash of each task's YAML for cell keys."""
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
-import logging
 import os
-import subprocess
 import tempfile
 from pathlib import Path
 
-from lm_eval.api.registry import MODEL_REGISTRY, register_model
+from harness.bundled import tasks_dir
+from harness.configs import fingerprint_folders
+from harness.errors import UserError, first_line, one_line
+from harness.suite import TWIN_SUFFIX, suite
 
-from harness.adapters.decoder_lm import DecoderLM
-from harness.adapters.mask_append import EncoderLM
-from harness.errors import UserError
-from harness.metrics import GENERATIVE_TASKS
-from harness.models import ModelSpec
-from harness.tasks import REPO_TASKS_DIR
-
-GENERATIVE_DIR = REPO_TASKS_DIR / "generative"
-# The Ettin paper's generative suite (its Table 4); arc_easy and boolq are available as well.
-GENERATIVE_GROUP = list(GENERATIVE_TASKS)
-TWIN_SUFFIX = "_local"
-# The metric a task's headline number is (see docs): lm-eval's length-normalised accuracy where the
-# task defines one, as in the Pythia/OLMo/SmolLM tables the Ettin paper compares with; accuracy
-# otherwise; exact match for the one generation task.
-HEADLINE_METRIC = {
-    "arc_challenge": "acc_norm", "arc_easy": "acc_norm", "hellaswag": "acc_norm", "openbookqa": "acc_norm",
-    "piqa": "acc_norm", "sciq": "acc_norm", "lambada_openai": "acc", "social_iqa": "acc", "winogrande": "acc",
-    "wsc273": "acc", "boolq": "acc", "triviaqa": "exact_match", "wikitext": "word_perplexity",
-    "generative_demo": "acc_norm",
-}
 # Folder names under --data-dir that hold a task's files, besides the task's own name.
 DATA_DIR_ALIASES = {"social_iqa": ["siqa"]}
-LM_OPTIONS = {"encoder": {"num_masks", "score_sep", "max_length"},
-              "decoder": {"add_bos_token", "prefix_sharing", "max_length"}}
-EVAL_OPTIONS = {"bootstrap_iters", "gen_kwargs", "fewshot_random_seed"}
-
-for _name, _cls in (("ettin-encoder", EncoderLM), ("ettin-decoder", DecoderLM)):
-    if _name not in MODEL_REGISTRY:
-        register_model(_name)(_cls)
 
 
-class _NoCustomDatasetHint(logging.Filter):
-    """lm-eval warns about --metadata whenever a task has a custom_dataset, as every twin has."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "Custom kwargs can be passed to `--metadata`" not in record.getMessage()
-
-
-logging.getLogger("lm_eval.api.task").addFilter(_NoCustomDatasetHint())
-
-
-def _quiet_git_hash() -> str | None:
-    """lm-eval records the git commit of the working directory and lets git's "fatal: not a git
-    repository" through to the terminal; the same lookup, without the noise."""
-    try:
-        out = subprocess.check_output(["git", "describe", "--always"], stderr=subprocess.DEVNULL)
-        return out.strip().decode()
-    except (subprocess.CalledProcessError, OSError):
-        return None
-
-
-def _silence_lm_eval_git() -> None:
-    import lm_eval.evaluator
-
-    lm_eval.evaluator.get_git_commit_hash = _quiet_git_hash
-
-
-_silence_lm_eval_git()
-
-
-# -- tasks -------------------------------------------------------------------------------------
 def _include_paths(include_paths) -> tuple[str, ...]:
-    paths = [str(GENERATIVE_DIR)]
+    paths = [str(tasks_dir() / "generative")]
     for p in include_paths or []:
         if not os.path.isdir(p):
             raise UserError(f"--include-path '{p}' is not a folder; give a folder of lm-eval task YAML files")
@@ -105,8 +43,8 @@ def task_manager(include_paths: list[str] | None = None):
 
 
 def _lookup(name: str, include_paths):
-    """(manager, index entry) for a task, group or tag name; the local folders are searched first,
-    so local tasks never pay for indexing all of lm-eval."""
+    """(manager, index entry) of a task, group or tag; local folders first, so local tasks never
+    pay for indexing all of lm-eval."""
     paths = _include_paths(include_paths)
     local = _manager(paths, False)
     if name in local.task_index:
@@ -120,8 +58,14 @@ def local_tasks(include_paths: list[str] | None = None) -> list[str]:
     return sorted(_manager(_include_paths(include_paths), False).task_index)
 
 
-def is_lm_eval_task(name: str, include_paths: list[str] | None = None) -> bool:
-    return _lookup(name, include_paths)[1] is not None
+def _suite_group(name: str) -> list[str] | None:
+    """A suite group (``generative``) or its twins (``generative_local``) as task names."""
+    s = suite()
+    base = name.removesuffix(TWIN_SUFFIX)
+    if base not in s.groups:
+        return None
+    members = list(s.expand(base))
+    return [m + TWIN_SUFFIX for m in members] if name.endswith(TWIN_SUFFIX) else members
 
 
 def expand_tasks(names: list[str], include_paths: list[str] | None = None) -> list[str]:
@@ -133,6 +77,11 @@ def expand_tasks(names: list[str], include_paths: list[str] | None = None) -> li
 
     def visit(name: str, parent: str | None) -> None:
         if name in opened:
+            return
+        if (members := _suite_group(name)) is not None:
+            opened.add(name)
+            for member in members:
+                visit(member, name)
             return
         entry = _lookup(name, include_paths)[1]
         if entry is None:
@@ -161,6 +110,30 @@ def expand_tasks(names: list[str], include_paths: list[str] | None = None) -> li
     return out
 
 
+def fingerprint(task: str, include_paths: list[str] | None = None) -> str:
+    """A hash of what defines ``task``: its YAML folder (the YAML, the files it includes, its
+    Python helpers; for a local folder also its fixture files)."""
+    entry = _lookup(task, include_paths)[1]
+    if entry is None or not getattr(entry, "yaml_path", None):
+        return ""
+    folder = Path(entry.yaml_path).parent
+    local = any(str(folder).startswith(p) for p in _include_paths(include_paths))
+    if local:
+        return fingerprint_folders([folder])
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in (".yaml", ".yml", ".py"))
+    h = hashlib.sha1()
+    for p in files:
+        h.update(p.name.encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def is_local(task: str, include_paths: list[str] | None = None) -> bool:
+    """True when ``task`` reads local files (a twin, a fixture) rather than a hub dataset."""
+    entry = _lookup(task, include_paths)[1]
+    return entry is not None and _is_local(entry)
+
+
 def _is_local(entry) -> bool:
     cfg = entry.cfg or {}
     return bool(cfg.get("custom_dataset")) or cfg.get("dataset_path") in ("json", "csv", "parquet", "text")
@@ -177,7 +150,7 @@ def data_folder_names(task: str, base: str | None = None) -> list[str]:
     """Folder names under --data-dir that may hold ``task``'s files: its own name, the task it is
     a local twin of (``base``, by default the name without the twin suffix) and that task's aliases."""
     if base is None:
-        base = task[: -len(TWIN_SUFFIX)] if task.endswith(TWIN_SUFFIX) else task
+        base = task.removesuffix(TWIN_SUFFIX)
     return list(dict.fromkeys([task, base, *DATA_DIR_ALIASES.get(base, [])]))
 
 
@@ -248,10 +221,10 @@ def build_task(task: str, include_paths=None, data_dir: str | None = None):
     except UserError:
         raise
     except Exception as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else ""
+        reason = first_line(exc)
         if local or data_dir:
             where = f"the files under --data-dir {data_dir}" if data_dir else "its files"
-            raise UserError(f"task '{task}' could not be built from {where} ({type(exc).__name__}: {reason}); "
+            raise UserError(f"task '{task}' could not be built from {where} ({one_line(exc)}); "
                             "check its YAML and that the files have the hub dataset's fields") from None
         dataset = (entry.cfg or {}).get("dataset_path", "?")
         alternative = (f"run its local twin '{twin.name}' instead, or add --data-dir DIR with DIR/{task}/<split>.jsonl"
@@ -264,72 +237,11 @@ def build_task(task: str, include_paths=None, data_dir: str | None = None):
 
 
 def headline_metric(task: str, metrics: dict) -> str:
-    base = task[: -len(TWIN_SUFFIX)] if task.endswith(TWIN_SUFFIX) else task
-    preferred = HEADLINE_METRIC.get(base)
+    """The suite's headline metric of ``task`` (or its twin's base); else acc_norm, acc, exact_match."""
+    preferred = suite().headline(task)
     if preferred in metrics:
         return preferred
     for name in ("acc_norm", "acc", "exact_match"):
         if name in metrics:
             return name
     return next((m for m in metrics if not m.endswith("_stderr")), "")
-
-
-# -- evaluation --------------------------------------------------------------------------------
-def make_lm(runner, spec: ModelSpec, options: dict | None = None):
-    """EncoderLM or DecoderLM for ``spec`` on ``runner``."""
-    options = dict(options or {})
-    cls = EncoderLM if spec.architecture == "encoder" else DecoderLM
-    return cls(runner=runner, spec=spec, **options)
-
-
-def evaluate_task(runner, spec: ModelSpec, task: str, *, include_paths: list[str] | None = None,
-                  data_dir: str | None = None, limit: int | float | None = None, log_samples: bool = False,
-                  num_fewshot: int | None = None, options: dict | None = None) -> dict:
-    """Score ``spec`` on one lm-eval task with lm-eval's evaluator; returns the adapter's result.
-
-    ``options``: ``num_masks``, ``score_sep`` (encoders), ``add_bos_token``, ``prefix_sharing``
-    (decoders), ``max_length``, and lm-eval's ``bootstrap_iters``, ``gen_kwargs``,
-    ``fewshot_random_seed``.
-    """
-    from lm_eval.evaluator import simple_evaluate
-    from lm_eval.utils import handle_non_serializable
-
-    options = dict(options or {})
-    allowed = LM_OPTIONS.get(spec.architecture, set()) | EVAL_OPTIONS
-    unknown = sorted(set(options) - allowed)
-    if unknown:
-        raise UserError(f"unknown option(s) {', '.join(unknown)} for a {spec.architecture} on lm-eval tasks; "
-                        f"known: {', '.join(sorted(allowed))}")
-    eval_kwargs = {k: options.pop(k) for k in list(options) if k in EVAL_OPTIONS}
-    for key in ("bootstrap_iters", "fewshot_random_seed"):
-        if key in eval_kwargs:
-            eval_kwargs[key] = int(eval_kwargs[key])
-    manager, task_obj = build_task(task, include_paths, data_dir)
-    lm = make_lm(runner, spec, options)
-    name = task_obj.task_name
-    tokens_before = runner.tokens_processed
-    results = simple_evaluate(model=lm, tasks=[task_obj], task_manager=manager, num_fewshot=num_fewshot, limit=limit,
-                              log_samples=log_samples, **eval_kwargs)
-    raw = results["results"][name]
-    metrics: dict[str, float] = {}
-    for key, value in raw.items():  # "acc,none", "exact_match,remove_whitespace": the first filter wins
-        metric, comma, _ = key.partition(",")
-        if comma and metric not in metrics and isinstance(value, (int, float)):
-            metrics[metric] = float(value)
-    samples = None
-    if log_samples:
-        samples = json.loads(json.dumps(results["samples"][name], default=handle_non_serializable))
-    split = task_obj.config.test_split if task_obj.has_test_docs() else task_obj.config.validation_split
-    return {
-        "metrics": metrics,
-        "headline_metric": headline_metric(name, metrics),
-        "split": split,
-        "n_examples": int(results["n-samples"][name]["effective"]),
-        "samples": samples,
-        "tokens_processed": runner.tokens_processed - tokens_before,
-        "task_version": results.get("versions", {}).get(name),
-        "lm_eval_task": name,
-        "num_fewshot": results.get("n-shot", {}).get(name),
-        "higher_is_better": results.get("higher_is_better", {}).get(name),
-        "data_files": (task_obj.config.dataset_kwargs or {}).get("data_files"),
-    }
