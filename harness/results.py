@@ -52,7 +52,8 @@ def writable_folder(root: str | os.PathLike, flag: str = "--output-path") -> Pat
     path = Path(root)
     for parent in [path, *path.parents]:
         if parent.exists() and not parent.is_dir():
-            raise UserError(f"{flag} '{root}' lies under the file '{parent}'; choose a folder path")
+            where = "is a file" if parent == path else f"lies under the file '{parent}'"
+            raise UserError(f"{flag} '{root}' {where}; choose a folder path")
     try:
         path.mkdir(parents=True, exist_ok=True)
         probe = tempfile.NamedTemporaryFile(dir=path, prefix=".write-check.", delete=True)
