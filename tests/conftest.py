@@ -30,3 +30,16 @@ def run_cli(*argv) -> int:
     from harness.cli import main
 
     return main([str(a) for a in argv])
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A local Ray instance for one test module (2 CPUs, no dashboard), shut down after it."""
+    ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'ettin-harness[ray]')")
+    try:
+        ray.init(num_cpus=2, num_gpus=0, include_dashboard=False, object_store_memory=100 * 2**20,
+                 log_to_driver=False)
+    except Exception as exc:  # e.g. no /dev/shm or no free ports in a sandbox
+        pytest.skip(f"a local Ray cluster cannot start here: {type(exc).__name__}: {exc}")
+    yield ray
+    ray.shutdown()

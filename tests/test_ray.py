@@ -14,17 +14,6 @@ COMPARED = ("cell_key", "metrics", "train_loss", "train_steps", "n_examples", "h
             "status", "device")
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    try:
-        ray.init(num_cpus=2, num_gpus=0, include_dashboard=False, object_store_memory=100 * 2**20,
-                 log_to_driver=False)
-    except Exception as exc:  # e.g. no /dev/shm or no free ports in a sandbox
-        pytest.skip(f"a local Ray cluster cannot start here: {type(exc).__name__}: {exc}")
-    yield ray
-    ray.shutdown()
-
-
 def ray_executor(**kw):
     from harness.execution.ray import RayExecutor
 

@@ -31,17 +31,6 @@ def asha_argv(tiny_pair, demo_data, out, *extra):
 
 
 @pytest.fixture(scope="module")
-def cluster():
-    try:
-        ray.init(num_cpus=2, num_gpus=0, include_dashboard=False, object_store_memory=100 * 2**20,
-                 log_to_driver=False)
-    except Exception as exc:  # e.g. no /dev/shm or no free ports in a sandbox
-        pytest.skip(f"a local Ray cluster cannot start here: {type(exc).__name__}: {exc}")
-    yield ray
-    ray.shutdown()
-
-
-@pytest.fixture(scope="module")
 def first_run(cluster, tiny_pair, demo_data, tmp_path_factory):
     """One local ASHA run (one trial at a time) of 8 configurations, shared by the tests below."""
     out = tmp_path_factory.mktemp("asha")
