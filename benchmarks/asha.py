@@ -135,7 +135,10 @@ def expected_configs(args) -> int:
 
 def summarise(args) -> list[dict]:
     out = Path(args.out)
-    grid = records(out / "grid")
+    # only the configurations asked for: a store may also hold other axes' cells from earlier runs
+    axes = {axis: {float(v) for v in getattr(args, axis).split(",")} for axis in TUNABLE}
+    grid = [r for r in records(out / "grid")
+            if all(float(r["hyperparameters"][axis]) in axes[axis] for axis in TUNABLE)]
     figures = []
     expected = expected_configs(args) * args.seeds
     for folder in args.asha_dirs.split(","):
