@@ -256,8 +256,8 @@ def check_rows(spec: TaskSpec, ds, where: str) -> None:
         if not (isinstance(label, int) and not isinstance(label, bool) or
                 isinstance(label, float) and label.is_integer()) or not 0 <= label < spec.num_labels:
             hint = (" (-1 marks an unlabelled test split: score a labelled split instead)" if label == -1 else "")
-            raise UserError(f"{where} row {i + 1}: label {label!r} is not one of task '{spec.name}''s classes "
-                            f"0..{spec.num_labels - 1}{hint}; fix the label or the task's num_labels")
+            raise UserError(f"{where} row {i + 1}: label {label!r} is not one of the classes "
+                            f"0..{spec.num_labels - 1} of task '{spec.name}'{hint}; fix the label or the task's num_labels")
 
 
 def load_split(spec: TaskSpec, split: str, data_dir: str | None = None, limit: int | None = None):

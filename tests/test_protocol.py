@@ -210,7 +210,7 @@ def test_records_carry_the_protocol_behind_their_number(recorded):
 
 
 BAD_DATA = [
-    ("validation", {"sentence": "a fine film", "label": 7}, "label 7 is not one of task 'sst2''s classes 0..1"),
+    ("validation", {"sentence": "a fine film", "label": 7}, "label 7 is not one of the classes 0..1 of task 'sst2'"),
     ("validation", {"sentence": "a fine film", "label": -1}, "-1 marks an unlabelled test split"),
     ("train", {"sentence": None, "label": 1}, "column 'sentence' is empty"),
 ]
