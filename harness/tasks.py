@@ -9,6 +9,8 @@ line naming the file, the row and the fix. This module knows nothing about model
 
 from __future__ import annotations
 
+import json
+import logging
 import math
 import os
 from dataclasses import dataclass, field
@@ -219,11 +221,35 @@ def _read_local(path: Path, split: str):
             raise UserError(f"{path}{where} is not UTF-8 text; re-save the file as UTF-8")
         if not path.read_text(encoding="utf-8").strip():
             raise UserError(f"{path} holds no rows; give the split its rows or drop the task")
+    noisy = logging.getLogger("datasets")  # it logs a parse error itself before raising it
+    level = noisy.level
+    noisy.setLevel(logging.CRITICAL)
     try:
         return datasets.load_dataset(builder, data_files={split: str(path)}, split=split)
     except Exception as exc:
-        reason = first_line(exc)
-        raise UserError(f"cannot read {path} ({reason}); fix the file or its format") from None
+        if builder == "json" and path.suffix == ".jsonl":
+            _raise_on_bad_json_line(path)
+        while exc.__cause__ is not None:  # datasets wraps the parser's error in a generic one
+            exc = exc.__cause__
+        raise UserError(f"cannot read {path} ({first_line(exc)}); fix the file or its format") from None
+    finally:
+        noisy.setLevel(level)
+
+
+def _raise_on_bad_json_line(path: Path) -> None:
+    """Name the first line of a JSON-lines file that is not one JSON object (only on a failed load,
+    so a good file is parsed once, by ``datasets``)."""
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise UserError(f"{path} line {number} is not valid JSON ({exc.msg}); fix that line") from None
+            if not isinstance(row, dict):
+                raise UserError(f"{path} line {number} is not a JSON object ({{\"column\": value, ...}}); "
+                                "fix that line") from None
 
 
 def _read_hub(spec: TaskSpec, split: str):

@@ -273,6 +273,20 @@ def test_nan_or_text_regression_labels_empty_splits_and_latin1_bytes_stop(tiny_p
     assert len(err.splitlines()) == 1 and "validation.jsonl (line 4) is not UTF-8 text" in err
 
 
+
+def test_a_broken_json_line_is_named_in_one_line(tiny_pair, tmp_path, capsys):
+    """datasets logs a parse error before raising a generic one: the user sees one line with the line number."""
+    for name, bad, message in (("syntax", '{"sentence": "oops"', "validation.jsonl line 3 is not valid JSON"),
+                               ("array", "[1, 2]", "validation.jsonl line 3 is not a JSON object")):
+        folder = tmp_path / name
+        write_split(folder, "sst2", "train", good_rows())
+        raw = "".join(json.dumps(r) + "\n" for r in good_rows(2)) + bad + "\n"
+        write_split(folder, "sst2", "validation", None, raw=raw.encode())
+        assert run_bad(tiny_pair, folder, tmp_path / f"out-{name}") == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and message in err, err
+        assert not any((tmp_path / f"out-{name}" / "records").glob("*.json"))  # nothing written
+
 def test_a_named_pair_is_one_row_with_its_gap(recorded):
     from harness.report import build_report
 
