@@ -26,13 +26,13 @@ EPOCHS = "1,2"
 
 def asha_argv(tiny_pair, demo_data, out, *extra):
     return ["run", "--model", tiny_pair["encoder"], "--tasks", "sst2", "--data-dir", demo_data, "--lr", LRS,
-            "--epochs", EPOCHS, "--batch-size", "16", "--limit", "48", "--search", "asha", "--output-path", out,
-            "--quiet", *extra]
+            "--epochs", EPOCHS, "--batch-size", "16", "--limit", "48", "--seeds", "2", "--search", "asha",
+            "--output-path", out, "--quiet", *extra]
 
 
 @pytest.fixture(scope="module")
 def first_run(cluster, tiny_pair, demo_data, tmp_path_factory):
-    """One local ASHA run (one trial at a time) of 8 configurations, shared by the tests below."""
+    """One local ASHA run (one trial at a time) of 8 configurations x 2 seeds, shared by the tests below."""
     out = tmp_path_factory.mktemp("asha")
     code = run_cli(*asha_argv(tiny_pair, demo_data, out))
     return code, out, {r["cell_key"]: r for r in ResultStore(out).records()}
@@ -48,18 +48,21 @@ def test_rungs_are_fractions_of_each_configurations_own_steps():
         AshaSettings(4, 1)
 
 
-def test_one_experiment_per_epoch_count_trials_in_a_fixed_shuffled_order(tiny_pair, demo_data):
+def test_one_experiment_per_model_and_task_one_trial_per_configuration_with_all_its_seeds(tiny_pair, demo_data):
     from harness.search.space import experiments, trial_order
 
-    specs = tasks.select(["sst2"], tasks.load_tasks())
+    specs = tasks.select(["sst2", "rte"], tasks.load_tasks())
     model = ModelSpec(model_id=tiny_pair["encoder"], architecture="encoder", name="encoder")
     cells = asha_cells(plan.classification_cells([model], specs, "paper", {"lr": (1e-5, 1e-4)}, seeds=2,
                                                  data_dir=demo_data))
-    groups = experiments(cells)  # 2 seeds x 4 epoch counts, each 2 lr x 4 wd x 2 bs
-    assert len(groups) == 8 and all(len(g) == 16 for g in groups)
-    assert all(len({(c.seed, c.config.epochs) for c in g}) == 1 for g in groups)
+    groups = experiments(cells)  # 2 tasks, each 2 lr x 4 wd x 2 bs x 4 epochs, 2 seeds
+    assert len(groups) == 2 and all(len(g) == 64 for g in groups)
+    assert all(len({c.task.name for trial in g for c in trial}) == 1 for g in groups)
+    for trial in groups[0]:
+        assert [c.seed for c in trial] == [0, 1] and len({c.config for c in trial}) == 1
+    assert len({trial[0].config for trial in groups[0]}) == 64
     order = trial_order(groups[0])
-    assert sorted(order) == list(range(16)) and order != list(range(16)) and order == trial_order(groups[0])
+    assert sorted(order) == list(range(64)) and order != list(range(64)) and order == trial_order(groups[0])
 
 
 def test_an_asha_cell_is_never_a_grid_cell(tiny_pair, demo_data):
@@ -75,15 +78,28 @@ def test_an_asha_cell_is_never_a_grid_cell(tiny_pair, demo_data):
 
 def test_asha_stops_configurations_and_records_how_far_each_got(first_run):
     code, out, records = first_run
-    assert code == 0 and len(records) == 8
+    assert code == 0 and len(records) == 16
     stopped = [r for r in records.values() if r["search"]["stopped_early"]]
     done = [r for r in records.values() if not r["search"]["stopped_early"]]
-    assert stopped and done and len(done) <= 4  # 2 experiments (epochs 1 and 2) of 4 configurations
+    assert stopped and done and len(done) <= 8
+    by_config = {}
+    for r in records.values():
+        by_config.setdefault(r["config_key"], []).append(r)
+    for pair in by_config.values():  # the seeds of a configuration go as far as each other, ranked by their mean
+        assert sorted(r["seed"] for r in pair) == [0, 1]
+        assert len({(r["search"]["stopped_early"], r["search"]["rung"]) for r in pair}) == 1
+        assert pair[0]["search"]["configuration_score"] == pytest.approx(
+            sum((r["search"]["final"] or r["search"]["history"][-1])["score"] for r in pair) / 2)
     for r in records.values():
         s = r["search"]
         assert s["method"] == "asha" and s["reduction_factor"] == 4 and s["rung_fractions"] == [0.0625, 0.25, 1.0]
         assert r["protocol"]["label"] == "custom grid, asha search, limit 48, local data"
         assert [h["asha_t"] for h in s["history"]] == [1, 4][:len(s["history"])]
+    dev_tokens = {r["tokens_processed"] - r["train_tokens"] for r in done}  # a completed cell scores the dev split once
+    assert len(dev_tokens) == 1 and dev_tokens.pop() > 0
+    for r in records.values():  # and each rung scored it once more, beside training
+        assert r["search"]["rung_eval_tokens"] == len(r["search"]["history"]) * (
+            done[0]["tokens_processed"] - done[0]["train_tokens"])
     per_epoch = {r["search"]["full_train_tokens"] / r["hyperparameters"]["epochs"] for r in records.values()}
     assert len(per_epoch) == 1  # the grid's cost of a configuration: its epochs x the train split's tokens
     for r in done:  # exactly what a grid cell holds, plus ``search``
@@ -96,16 +112,51 @@ def test_asha_stops_configurations_and_records_how_far_each_got(first_run):
 
 
 def test_a_completed_configuration_is_the_grid_cell(first_run, tiny_pair, demo_data, tmp_path):
+    """Both seeds, trained in lockstep on one loaded model, give what each grid cell gives alone."""
     _, _, records = first_run
-    done = next(r for r in records.values() if not r["search"]["stopped_early"])
-    hp = done["hyperparameters"]
+    first = next(r for r in records.values() if not r["search"]["stopped_early"])
+    done = {r["seed"]: r for r in records.values() if r["config_key"] == first["config_key"]}
+    hp = first["hyperparameters"]
     argv = ["run", "--model", tiny_pair["encoder"], "--tasks", "sst2", "--data-dir", demo_data, "--lr", str(hp["lr"]),
-            "--epochs", str(hp["epochs"]), "--batch-size", "16", "--limit", "48", "--output-path", tmp_path, "--quiet"]
+            "--epochs", str(hp["epochs"]), "--batch-size", "16", "--limit", "48", "--seeds", "2",
+            "--output-path", tmp_path, "--quiet"]
     assert run_cli(*argv) == 0
-    (grid,) = ResultStore(tmp_path).records()
-    for field in ("metrics", "train_loss", "train_tokens", "train_steps", "n_examples", "split", "input_format"):
-        assert grid[field] == done[field], field
-    assert grid["cell_key"] != done["cell_key"] and grid["config_key"] != done["config_key"]
+    grid = {r["seed"]: r for r in ResultStore(tmp_path).records()}
+    assert sorted(grid) == sorted(done) == [0, 1]
+    for seed in grid:
+        for field in ("metrics", "train_loss", "train_tokens", "train_steps", "n_examples", "split", "input_format"):
+            assert grid[seed][field] == done[seed][field], (seed, field)
+        assert grid[seed]["cell_key"] != done[seed]["cell_key"] and grid[seed]["config_key"] != done[seed]["config_key"]
+
+
+def test_seeds_in_lockstep_train_exactly_as_each_alone_dropout_included(tiny_pair, demo_data, tmp_path):
+    """Interleaving seeds on one model must put back each seed's weights and random state: with
+    dropout on, a seed that resumed with another's random state would draw other masks."""
+    from transformers import AutoConfig, AutoModelForMaskedLM, AutoTokenizer
+
+    from harness.adapters import classification
+    from harness.adapters.base import RunOptions
+    from harness.search import trial
+
+    config = AutoConfig.from_pretrained(tiny_pair["encoder"])
+    config.embedding_dropout = config.mlp_dropout = config.attention_dropout = 0.2
+    AutoModelForMaskedLM.from_pretrained(tiny_pair["encoder"], config=config).save_pretrained(tmp_path / "m")
+    AutoTokenizer.from_pretrained(tiny_pair["encoder"]).save_pretrained(tmp_path / "m")
+    specs = tasks.select(["sst2"], tasks.load_tasks())
+    model = ModelSpec(model_id=str(tmp_path / "m"), architecture="encoder", name="dropout")
+    cells = asha_cells(plan.classification_cells([model], specs, "small", {"lr": (1e-3,), "epochs": (2,)},
+                                                 seeds=2, limit=48, data_dir=demo_data))
+    settings = ("cpu", "fp32", "auto", None)
+    reports = []
+    trial.run_trial({"index": 0}, trials=[cells], settings=settings, asha=AshaSettings(), report=reports.append)
+    assert [r["asha_t"] for r in reports] == [1, 4, 16]
+    runner = trial.runner_for(settings)
+    for cell in cells:
+        alone = classification.run(cell, runner, RunOptions())
+        together = reports[-1]["seeds"][cell.key]["cell_result"]
+        assert together.metrics == alone.metrics and together.details["train_loss"] == alone.details["train_loss"]
+    losses = [reports[-1]["seeds"][c.key]["cell_result"].details["train_loss"] for c in cells]
+    assert losses[0] != losses[1]
 
 
 def test_the_report_labels_asha_and_never_picks_a_stopped_configuration(first_run, capsys):
@@ -115,9 +166,14 @@ def test_the_report_labels_asha_and_never_picks_a_stopped_configuration(first_ru
     _, out, records = first_run
     frame = headline_frame(out)
     best = best_scores(frame)
-    completed = {r["config_key"]: r["metrics"]["accuracy"] for r in records.values()
-                 if not r["search"]["stopped_early"]}
-    assert best["config"].iloc[0] in completed and best["score"].iloc[0] == max(completed.values())
+    seeds = {}
+    for r in records.values():
+        if not r["search"]["stopped_early"]:
+            seeds.setdefault(r["config_key"], []).append(r["metrics"]["accuracy"])
+    completed = {key: sum(v) / len(v) for key, v in seeds.items()}  # the report ranks by the seed mean
+    assert all(len(v) == 2 for v in seeds.values())
+    assert best["config"].iloc[0] in completed
+    assert best["score"].iloc[0] == pytest.approx(max(completed.values()))
     assert best["configs"].iloc[0] == len(completed)
     text = build_report([out], n_boot=0).text()
     assert "asha search" in text and "configurations stopped early are never chosen" in text
@@ -137,11 +193,14 @@ def test_a_rerun_resumes_without_training_what_the_store_holds(first_run, tiny_p
     capsys.readouterr()
     assert run_cli(*asha_argv(tiny_pair, demo_data, root)) == 0
     out_text = capsys.readouterr().out
-    assert "1 configurations completed, 1 stopped early, 0 failed, 6 already in the store" in out_text
+    # the lost completed seed trains alone beside its stored sibling; a stopped configuration with a
+    # seed lost trains both seeds again, to the same rung
+    assert "1 cells completed, 2 stopped early, 0 failed, 13 already in the store" in out_text
     again = {r["cell_key"]: r for r in store.records()}
+    retrained = set(lost) | {k for k, r in records.items() if r["config_key"] == records[lost[1]]["config_key"]}
     for key, r in records.items():  # the same decisions and numbers; the others not rewritten
         assert again[key]["metrics"] == r["metrics"] and again[key]["search"]["progress"] == r["search"]["progress"]
-        if key not in lost:
+        if key not in retrained:
             assert again[key]["timestamp"] == r["timestamp"]
 
 
@@ -166,7 +225,7 @@ def test_asha_on_a_ray_cluster_killed_and_resumed(first_run, cluster, tiny_pair,
         proc.wait()
     assert "2 CPUs, 0 GPU per trial" in log.read_text()
     before = {r["cell_key"]: r for r in ResultStore(out).records()}
-    assert 1 <= len(before) < 8
+    assert 1 <= len(before) < 16
     code = run_cli(*argv)
     after = {r["cell_key"]: r for r in ResultStore(out).records()}
     assert code == 0 and set(after) == set(local)
@@ -189,11 +248,11 @@ def test_a_stored_configuration_is_replayed_not_trained(tiny_pair, demo_data, mo
     from harness.search import trial
 
     cell = one_cell(tiny_pair, demo_data)
-    monkeypatch.setattr(trial.classification, "run", lambda *a, **k: pytest.fail("trained again"))
+    monkeypatch.setattr(trial.classification, "run_steps", lambda *a, **k: pytest.fail("trained again"))
     history = [{"asha_t": 1, "score": 0.5, "rank": 0.5, "progress": 0.25, "step": 1, "train_tokens": 10, "metrics": {}}]
     final = {**history[0], "asha_t": 16, "progress": 1.0, "step": 4, "train_tokens": 40}
     reports = []
-    trial.run_trial({"index": 0}, cells=[cell], stored={cell.key: {"history": history, "complete": True, "final": final}},
+    trial.run_trial({"index": 0}, trials=[[cell]], stored={cell.key: {"history": history, "complete": True, "final": final}},
                     asha=AshaSettings(), report=reports.append)
     assert [r["asha_t"] for r in reports] == [1, 16] and all(r["replayed"] for r in reports)
 
@@ -209,8 +268,8 @@ def test_a_trial_that_will_fail_again_is_recorded_once_one_that_can_pass_is_retr
     def broken(*a, **k):
         raise ValueError("could not convert 'x' to a label")
 
-    monkeypatch.setattr(trial.classification, "run", broken)
-    trial.run_trial({"index": 0}, cells=[cell], settings=("cpu", "fp32", "auto", None), asha=AshaSettings(),
+    monkeypatch.setattr(trial.classification, "run_steps", broken)
+    trial.run_trial({"index": 0}, trials=[[cell]], settings=("cpu", "fp32", "auto", None), asha=AshaSettings(),
                     report=reports.append)
     assert len(reports) == 1 and reports[0]["error"] == "ValueError: could not convert 'x' to a label"
     assert "rank" not in reports[0] and not reports[0]["user_error"]  # ASHA ignores it; the recorder fails it
@@ -218,9 +277,9 @@ def test_a_trial_that_will_fail_again_is_recorded_once_one_that_can_pass_is_retr
     def oom(*a, **k):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
 
-    monkeypatch.setattr(trial.classification, "run", oom)
+    monkeypatch.setattr(trial.classification, "run_steps", oom)
     with pytest.raises(torch.cuda.OutOfMemoryError):  # Tune runs it again, up to --retries times
-        trial.run_trial({"index": 0}, cells=[cell], settings=("cpu", "fp32", "auto", None), asha=AshaSettings(),
+        trial.run_trial({"index": 0}, trials=[[cell]], settings=("cpu", "fp32", "auto", None), asha=AshaSettings(),
                         report=reports.append)
 
 
@@ -229,7 +288,7 @@ def test_the_recorder_writes_failures_and_holds_back_user_errors(tiny_pair, demo
 
     cell = one_cell(tiny_pair, demo_data)
     store, tally = ResultStore(tmp_path), Tally()
-    recorder = Recorder([cell], store, AshaSettings(), {}, tally, "x")
+    recorder = Recorder([[cell]], store, AshaSettings(), {}, tally, "x")
     recorder.settle(cell, {"asha_t": 16, "error": "ValueError: bad", "user_error": False, "wall_time_s": 1.0}, [])
     assert store.get(cell.key)["status"] == "failed" and tally.failed == [cell.key]
     store.record_path(cell.key).unlink()

@@ -14,7 +14,6 @@ class RunOptions:
     keep_state: bool = False  # return the fine-tuned weights (this cell may be a warm-start source)
     log_samples: bool = False  # keep per-example outputs of generative tasks too
     progress: bool = False  # show progress bars inside the cell
-    rung_callback: object = None  # fine-tuning: called after every step (harness.search reads the dev metric)
 
 
 @dataclass

@@ -47,6 +47,14 @@ def encode(tokenizer, architecture: str, spec: TaskSpec, split: str, data_dir: s
 
 def run(cell, runner: Runner, options: RunOptions) -> CellResult:
     """Fine-tune from the pretrained weights (or the warm-start state) and score every eval split."""
+    return finetune.drain(run_steps(cell, runner, options))
+
+
+def run_steps(cell, runner: Runner, options: RunOptions, pause_at=None):
+    """``run`` as a generator that pauses after the training steps ``pause_at(total_steps)`` names,
+    yielding ``(step, total_steps, train_tokens, model)``, and returns the ``CellResult``. While it
+    is paused the caller may score ``model`` or run another cell on the same loaded model, provided
+    it puts back this cell's weights and random state before resuming (``harness.search.trial``)."""
     spec: TaskSpec = cell.task
     config = cell.config
     arch = cell.model.architecture
@@ -60,15 +68,23 @@ def run(cell, runner: Runner, options: RunOptions) -> CellResult:
     data_dir = cell.data.folder
     train = encode(tok, arch, spec, spec.train_split, data_dir, cell.data.limit, config.max_length)
     model = runner.fresh(loaded, cell.seed, options.init_state)
-    training = finetune.train(runner, model, config, train.ids, train.labels, tok.pad_token_id, spec.is_regression,
-                              cell.seed, desc=f"{loaded.spec.name} {spec.name} lr={config.lr:g} seed={cell.seed}",
-                              progress=options.progress, rung_callback=options.rung_callback)
+    steps = finetune.training_steps(runner, model, config, train.ids, train.labels, tok.pad_token_id,
+                                    spec.is_regression, cell.seed,
+                                    desc=f"{loaded.spec.name} {spec.name} lr={config.lr:g} seed={cell.seed}",
+                                    progress=options.progress, pause_at=pause_at)
+    while True:
+        try:
+            step, total_steps, train_tokens = next(steps)
+        except StopIteration as done:
+            training = done.value
+            break
+        yield step, total_steps, train_tokens, model
     scores, samples, n_eval = evaluate(runner, model, tok, arch, spec, data_dir, cell.data.limit, config.max_length)
     fmt = inputs.describe(tok, arch, len(spec.text_fields) == 2, pretrained_head, loaded.head_from)
     return CellResult(
         metrics=scores, headline_metric=spec.headline_metric, split=spec.primary_split, n_examples=n_eval,
         samples=samples, state=backbone_state(loaded) if options.keep_state else None,
-        tokens_processed=runner.tokens_processed - tokens_before, parameters=loaded.parameters,
+        tokens_processed=runner.tokens_processed - tokens_before - training.paused_tokens, parameters=loaded.parameters,
         loaded_id=loaded.loaded_id,
         details={"train_loss": training.loss, "train_steps": training.steps, "warmup_steps": training.warmup_steps,
                  "input_format": {**fmt.to_dict(), **overrides}, **throughput(runner, model, training)})

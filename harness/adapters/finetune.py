@@ -112,17 +112,20 @@ class Training:
     warmup_steps: int
     tokens: int  # real tokens through forward and backward
     seconds: float
+    paused_tokens: int = 0  # through forward passes while paused (a search's dev scoring, other seeds)
 
 
-def train(runner: Runner, model, config: FinetuneConfig, ids: list[list[int]], labels: torch.Tensor, pad_id: int,
-          regression: bool, seed: int, desc: str = "", progress: bool = False, rung_callback=None) -> Training:
-    """Fine-tune ``model`` in place on (ids, labels) with ``config``. ``rung_callback(step, total_steps,
-    train_tokens, model)``, when given, runs after every optimizer step (a search reads the dev
-    metric there); its own tokens and time are not counted as training."""
+def training_steps(runner: Runner, model, config: FinetuneConfig, ids: list[list[int]], labels: torch.Tensor,
+                   pad_id: int, regression: bool, seed: int, desc: str = "", progress: bool = False, pause_at=None):
+    """Fine-tune ``model`` in place on (ids, labels) with ``config``, as a generator that returns
+    the ``Training``. ``pause_at(total_steps)``, when given, names the optimizer steps after which
+    it yields ``(step, total_steps, train_tokens)`` (a search scores the dev split there, or trains
+    another seed); tokens and time spent while paused are not counted as training."""
     torch.manual_seed(seed)
     rng = random.Random(seed)
     steps_per_epoch = math.ceil(len(ids) / config.batch_size)
     total_steps = steps_per_epoch * config.epochs
+    pauses = set(pause_at(total_steps)) if pause_at is not None else set()
     warmup = warmup_steps(total_steps, config.recipe.warmup_ratio)
     optimizer = optimizer_for(model, config)
     scheduler = schedule_for(optimizer, total_steps, warmup)
@@ -130,7 +133,7 @@ def train(runner: Runner, model, config: FinetuneConfig, ids: list[list[int]], l
     lengths = [len(s) for s in ids]
     tokens_before, start = runner.tokens_processed, time.perf_counter()
     losses = []
-    side_tokens, side_seconds = 0, 0.0  # spent inside rung_callback
+    side_tokens, side_seconds = 0, 0.0  # spent while paused
     with tqdm(total=total_steps, desc=desc, leave=False, disable=not progress) as bar:
         for _ in range(config.epochs):
             for batch in grouped_batches(lengths, config.batch_size, rng):
@@ -138,16 +141,31 @@ def train(runner: Runner, model, config: FinetuneConfig, ids: list[list[int]], l
                                          loss_fn, config.recipe.max_grad_norm))
                 scheduler.step()
                 bar.update(1)
-                if rung_callback is not None:
+                if len(losses) in pauses:
                     mark, clock = runner.tokens_processed, time.perf_counter()
-                    rung_callback(len(losses), total_steps, mark - tokens_before - side_tokens, model)
+                    yield len(losses), total_steps, mark - tokens_before - side_tokens
                     side_tokens += runner.tokens_processed - mark
                     side_seconds += time.perf_counter() - clock
     if runner.device.type == "cuda":
         torch.cuda.synchronize()
     return Training(loss=sum(losses) / len(losses) if losses else float("nan"), steps=total_steps,
                     warmup_steps=warmup, tokens=runner.tokens_processed - tokens_before - side_tokens,
-                    seconds=time.perf_counter() - start - side_seconds)
+                    seconds=time.perf_counter() - start - side_seconds, paused_tokens=side_tokens)
+
+
+def drain(steps):
+    """Run a generator that pauses (``training_steps``, ``classification.run_steps``) to its end; its return value."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+
+
+def train(runner: Runner, model, config: FinetuneConfig, ids: list[list[int]], labels: torch.Tensor, pad_id: int,
+          regression: bool, seed: int, desc: str = "", progress: bool = False) -> Training:
+    """Fine-tune ``model`` in place on (ids, labels) with ``config``, without pausing."""
+    return drain(training_steps(runner, model, config, ids, labels, pad_id, regression, seed, desc, progress))
 
 
 @torch.no_grad()

@@ -1,5 +1,5 @@
-"""Running ASHA: one Ray Tune experiment per (model, task, seed, protocol, epoch count) whose trials
-are the grid's configurations, on a local Ray instance (``--executor local``: one trial at a time)
+"""Running ASHA: one Ray Tune experiment per (model, task, data, protocol) whose trials are the
+grid's configurations (each with all its seeds), on a local Ray instance (``--executor local``: one trial at a time)
 or on every CPU/GPU slot of a Ray cluster (``--executor ray``, ``--address``)."""
 
 from __future__ import annotations
@@ -44,10 +44,9 @@ def trial_resources(ray, execution: ExecutionSettings, runner: RunnerSettings) -
     return {"cpu": 1, "gpu": per_trial}, concurrency
 
 
-def experiment_name(group: list[Cell]) -> str:
-    cell = group[0]
-    return (f"{cell.key.split('__')[0]}__{cell.task.name}__seed{cell.seed}__epochs{cell.config.epochs}__"
-            f"{cell.protocol_key[:10]}")
+def experiment_name(trials: list[list[Cell]]) -> str:
+    cell = trials[0][0]
+    return f"{cell.key.split('__')[0]}__{cell.task.name}__{cell.protocol_key[:10]}"
 
 
 class AshaRun:
@@ -61,28 +60,28 @@ class AshaRun:
 
         self.tally = Tally()
 
-    def experiment(self, group: list[Cell], warm: AshaWarmStarts, resources: dict, concurrency) -> None:
+    def experiment(self, trials: list[list[Cell]], warm: AshaWarmStarts, resources: dict, concurrency) -> None:
         from ray import tune
         from ray.tune.schedulers import ASHAScheduler
 
         from harness.search.recorder import Recorder, stored_trials
 
+        group = [c for trial in trials for c in trial]
         stored = stored_trials(self.store, group, self.asha)
-        name = experiment_name(group)
-        recorder = Recorder(group, self.store, self.asha, stored, self.tally, name)
+        name = experiment_name(trials)
+        recorder = Recorder(trials, self.store, self.asha, stored, self.tally, name)
         if all(c.key in stored for c in group):  # every configuration settled (completed or stopped) already
             for c in group:
-                done = self.asha.max_t if stored[c.key]["complete"] else 0
-                recorder.settle(c, {"asha_t": done, "replayed": True}, [])
+                recorder.settle(c, {"replayed": True}, [])
             return
-        trainable = tune.with_parameters(run_trial, cells=group, stored=stored, settings=self.settings,
+        trainable = tune.with_parameters(run_trial, trials=trials, stored=stored, settings=self.settings,
                                          asha=self.asha, init_paths=warm.init_paths(group),
                                          checkpoint_paths=warm.checkpoint_paths(group))
         scheduler = ASHAScheduler(time_attr="asha_t", metric="rank", mode="max", max_t=self.asha.max_t,
                                   grace_period=1, reduction_factor=self.asha.reduction_factor)
         tuner = tune.Tuner(
             tune.with_resources(trainable, resources),
-            param_space={"index": tune.grid_search(trial_order(group))},
+            param_space={"index": tune.grid_search(trial_order(trials))},
             tune_config=tune.TuneConfig(scheduler=scheduler, reuse_actors=True, max_concurrent_trials=concurrency),
             run_config=tune.RunConfig(name=name, storage_path=os.path.abspath(self.store.root / ".tune"),
                                       callbacks=[recorder], verbose=0,
@@ -107,19 +106,19 @@ def run(cells: list[Cell], execution: ExecutionSettings, runner: RunnerSettings,
     try:
         resources, concurrency = trial_resources(ray, execution, runner)
         where = "one trial at a time" if concurrency == 1 else f"{ray.cluster_resources().get('CPU', 0):g} CPUs"
-        say(f"ettin-eval: {asha.describe()}: {len(tuned)} configurations in {len(groups)} experiments -> "
+        say(f"ettin-eval: {asha.describe()}: {sum(map(len, groups))} configurations ({len(tuned)} cells) in "
+            f"{len(groups)} experiment{'s' if len(groups) != 1 else ''} -> "
             f"{output_path} on Ray ({execution.address or 'local'}, {where}, {resources['gpu']:g} GPU per trial)")
         warm = AshaWarmStarts(store, tuned, execution.shared_dir)
-        for i, group in enumerate(groups, 1):
-            job.experiment(warm.resolve(group), warm, resources, concurrency)
+        for i, trials in enumerate(groups, 1):
+            job.experiment(warm.resolve_trials(trials), warm, resources, concurrency)
             if job.tally.user_errors:  # the user's to fix (bad data, a missing column): stop, as a grid run does
                 from harness.errors import UserError
 
                 raise UserError(job.tally.user_errors[0])
             if not execution.quiet:
-                say(f"[{i}/{len(groups)}] {group[0].model.name} {group[0].task.name} seed {group[0].seed} "
-                    f"{group[0].config.epochs} epochs done; "
-                    f"so far: {job.tally.line()}")
+                first = trials[0][0]
+                say(f"[{i}/{len(groups)}] {first.model.name} {first.task.name} done; so far: {job.tally.line()}")
     finally:
         if started and ray.is_initialized():
             ray.shutdown()

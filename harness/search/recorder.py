@@ -22,7 +22,7 @@ from harness.results import ResultStore
 from harness.search.space import AshaSettings
 
 log = logging.getLogger(__name__)
-RUNG_FIELDS = ("asha_t", "score", "rank", "progress", "step", "train_tokens", "metrics")
+RUNG_FIELDS = ("asha_t", "score", "rank", "progress", "step", "train_tokens", "eval_tokens", "metrics")
 
 
 @dataclass
@@ -38,7 +38,7 @@ class Tally:
     search_train_tokens: int = 0  # what ASHA trained for them, this run and the runs it resumes
 
     def line(self) -> str:
-        text = (f"{len(self.completed)} configurations completed, {len(self.stopped)} stopped early, "
+        text = (f"{len(self.completed)} cells completed, {len(self.stopped)} stopped early, "
                 f"{len(self.failed)} failed, {len(self.replayed)} already in the store")
         if self.full_train_tokens:
             text += (f"; training tokens {self.search_train_tokens:,} = "
@@ -83,16 +83,20 @@ def stored_trials(store: ResultStore, cells, asha: AshaSettings) -> dict[str, di
 
 
 class Recorder(tune.Callback):
-    def __init__(self, cells, store: ResultStore, asha: AshaSettings, stored: dict, tally: Tally, name: str):
-        self.cells, self.store, self.asha, self.stored, self.tally, self.name = cells, store, asha, stored, tally, name
-        self.history: dict[str, list[dict]] = {}
+    """``trials``: the experiment's configurations, each a list of cells (one per seed)."""
 
-    def cell(self, trial):
-        return self.cells[trial.config["index"]]
+    def __init__(self, trials, store: ResultStore, asha: AshaSettings, stored: dict, tally: Tally, name: str):
+        self.trials, self.store, self.asha, self.stored, self.tally, self.name = trials, store, asha, stored, tally, name
+        self.history: dict[str, dict[str, list[dict]]] = {}  # trial id -> cell key -> rung entries
+
+    def cells(self, trial):
+        return self.trials[trial.config["index"]]
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         if result.get("asha_t") is not None and result["asha_t"] < self.asha.max_t:
-            self.history.setdefault(trial.trial_id, []).append(rung_entry(result))
+            history = self.history.setdefault(trial.trial_id, {})
+            for key, entry in (result.get("seeds") or {}).items():
+                history.setdefault(key, []).append(rung_entry({**entry, "asha_t": result["asha_t"]}))
 
     def on_trial_recover(self, iteration, trials, trial, **info):
         self.history.pop(trial.trial_id, None)  # it starts again and reports its rungs again
@@ -101,14 +105,28 @@ class Recorder(tune.Callback):
         last = trial.last_result or {}
         if last.get("asha_t") is None:
             return
+        history = self.history.pop(trial.trial_id, {})
+        cells = self.cells(trial)
         try:
-            self.settle(self.cell(trial), last, self.history.pop(trial.trial_id, []))
+            if last.get("error"):
+                failed = set(last.get("cells") or [c.key for c in cells])
+                for cell in cells:
+                    if cell.key in failed:
+                        self.settle(cell, last, [])
+                return
+            for cell in cells:
+                entry = (last.get("seeds") or {}).get(cell.key)
+                if entry is not None:
+                    self.settle(cell, {**entry, "asha_t": last["asha_t"], "configuration_score": last["score"],
+                                       "time_total_s": (last.get("time_total_s") or 0.0) / len(cells)},
+                                history.get(cell.key, []))
         except Exception:  # a callback that raises would end the whole experiment
             log.exception("could not record trial %s", trial.trial_id)
 
     def on_trial_error(self, iteration, trials, trial, **info):
         """A trial that raised more than --retries times (a fault that can pass, e.g. out of memory)."""
-        self.fail(self.cell(trial), trial_error(trial), (trial.last_result or {}).get("time_total_s", 0.0))
+        for cell in self.cells(trial):
+            self.fail(cell, trial_error(trial), (trial.last_result or {}).get("time_total_s", 0.0))
 
     def fail(self, cell, error: str, wall_time_s: float, user_error: bool = False) -> None:
         if user_error:  # the user's to fix: no record (as in a grid run); the run stops after this experiment
@@ -122,18 +140,22 @@ class Recorder(tune.Callback):
         if last.get("error"):
             self.fail(cell, last["error"], last.get("wall_time_s", 0.0), last.get("user_error", False))
             return
-        complete = last["asha_t"] >= self.asha.max_t
         earlier = self.stored.get(cell.key) or {}
         if last.get("replayed"):
             self.tally.replayed.append(cell.key)
             self.tally.full_train_tokens += last.get("full_train_tokens") or earlier.get("full") or 0
             self.tally.search_train_tokens += earlier.get("train_tokens") or 0
             return
+        complete = last["asha_t"] >= self.asha.max_t
         spent = (last.get("train_tokens") or 0) + (earlier.get("train_tokens") or 0)
         search = {"method": "asha", "progress": round(last["progress"], 6), "stopped_early": not complete,
                   "rung": last["asha_t"], **self.asha.to_dict(), "metric": cell.task.headline_metric,
-                  "rank": last["rank"], "full_train_tokens": last["full_train_tokens"],
-                  "search_train_tokens": spent, "history": history, "final": rung_entry(last) if complete else None,
+                  "rank": last["rank"], "configuration_score": last.get("configuration_score"),
+                  "full_train_tokens": last["full_train_tokens"],
+                  "search_train_tokens": spent,
+                  # dev scoring at the rungs, beside training: not in the record's tokens_processed
+                  "rung_eval_tokens": sum(e.get("eval_tokens") or 0 for e in history),
+                  "history": history, "final": rung_entry(last) if complete else None,
                   "experiment": self.name}
         if complete:
             result = last["cell_result"]
@@ -143,7 +165,7 @@ class Recorder(tune.Callback):
         else:
             result = CellResult(metrics=last["metrics"], headline_metric=cell.task.headline_metric,
                                 split=cell.task.primary_split, n_examples=last["n_examples"],
-                                tokens_processed=last["tokens_processed"], parameters=last["parameters"],
+                                tokens_processed=last.get("train_tokens") or 0, parameters=last["parameters"],
                                 loaded_id=last["loaded_id"],
                                 details={"train_tokens": last["train_tokens"], "train_steps": last["step"],
                                          "search": search})

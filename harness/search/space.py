@@ -4,9 +4,13 @@ step of each rung.
 Rungs are fractions of each configuration's *own* schedule. A configuration keeps the learning
 rate schedule of its full run (linear decay over all the steps of its own epoch count), so a
 4-epoch configuration at its first rung is 1/16 of the way through the 4-epoch run, not a 1-epoch
-run. ASHA compares configurations of one epoch count with each other only (one experiment per
-epoch count), so a rung compares runs at the same point of the same schedule, after the same
-number of training rows. With reduction factor R and K rungs, the rungs sit at R^(k-K+1) of the
+run. One experiment holds every configuration of a model and task (all the grid's epoch counts),
+and a trial is one configuration with all its seeds: ASHA compares the mean over seeds, as the
+grid's best configuration is the best mean over seeds. At a rung every configuration stands at
+the same point of its own warm-up and linear decay, and the training rows of a 1-epoch and a
+4-epoch configuration stand 1:4, as they do at the end; a rung is a scaled-down grid. (Comparing
+at equal training rows instead would set a finished 1-epoch run against a 4-epoch run at a
+quarter of its schedule, still at a high learning rate, and stop long schedules for that alone.) With reduction factor R and K rungs, the rungs sit at R^(k-K+1) of the
 steps, k = 0..K-1: the default R = 4 (Ray Tune's own default), K = 3 puts them at 1/16, 1/4 and 1
 of each configuration's steps. ASHA's time axis counts in units of the first rung (1, 4, 16), so
 its ``max_t`` (R^(K-1)) is the end of every configuration.
@@ -97,28 +101,27 @@ def asha_cells(cells: list[Cell]) -> list[Cell]:
 
 
 def experiment_key(cell: Cell) -> tuple:
-    """Cells of one Tune experiment: one model, task, data, seed, protocol and epoch count; its
-    trials are the grid's configurations of that epoch count (learning rate x weight decay x batch
-    size). Schedules of different lengths are never compared at a rung: at 1/16 of its steps a
-    4-epoch configuration has trained 4 times the rows a 1-epoch one has, so it would look better
-    for that alone, and ASHA would keep the long, expensive configurations. Every epoch count keeps
-    the best of its own configurations instead, and the best completed configuration over all of
-    them is the answer."""
-    return cell.model, cell.task.name, cell.data, cell.seed, cell.protocol_key, cell.config.epochs
+    """Cells of one Tune experiment: one model, task, data and protocol; its trials are every
+    configuration of the grid (learning rate x weight decay x batch size x epochs), each trial
+    training all its seeds. Configurations of different epoch counts meet at the same fractions
+    of their own schedules (see the module's docstring), where the data each has seen stands in
+    the same ratio as at the end of the grid's runs."""
+    return cell.model, cell.task.name, cell.data, cell.protocol_key
 
 
-def experiments(cells: list[Cell]) -> list[list[Cell]]:
-    """The ASHA cells grouped into experiments, in plan order (warm-start sources first)."""
-    groups: dict[tuple, list[Cell]] = {}
+def experiments(cells: list[Cell]) -> list[list[list[Cell]]]:
+    """The ASHA cells grouped into experiments, in plan order (warm-start sources first), each a
+    list of trials, each trial the cells of one configuration, one per seed (in seed order)."""
+    groups: dict[tuple, dict] = {}
     for cell in cells:
-        groups.setdefault(experiment_key(cell), []).append(cell)
-    return list(groups.values())
+        groups.setdefault(experiment_key(cell), {}).setdefault(cell.config, []).append(cell)
+    return [[sorted(trial, key=lambda c: c.seed) for trial in group.values()] for group in groups.values()]
 
 
-def trial_order(group: list[Cell]) -> list[int]:
-    """The order trials start in: a fixed shuffle (seeded by the cells' seed), because ASHA lets
-    the first trials to reach a rung continue whatever their score; in grid order those would
-    always be the smallest learning rates."""
-    order = list(range(len(group)))
-    random.Random(f"asha-{group[0].seed}").shuffle(order)
+def trial_order(trials: list[list[Cell]]) -> list[int]:
+    """The order trials start in: a fixed shuffle, because ASHA lets the first trials to reach a
+    rung continue whatever their score; in grid order those would always be the smallest learning
+    rates."""
+    order = list(range(len(trials)))
+    random.Random(f"asha-{len(trials)}").shuffle(order)
     return order

@@ -67,6 +67,10 @@ class AshaWarmStarts:
                 out.append(cell.with_init(key))
         return out
 
+    def resolve_trials(self, trials: list[list[Cell]]) -> list[list[Cell]]:
+        """``resolve`` for an experiment's trials, keeping them apart."""
+        return [self.resolve(trial) for trial in trials]
+
     def prune(self, cell: Cell, keep: str) -> None:
         for source in self.sources_of(cell):
             if source.key != keep:
