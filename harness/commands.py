@@ -163,7 +163,12 @@ def plan_cmd(args) -> int:
 
         cells = asha_cells(cells)
     lines, notes = cost.estimate(cells, [args.output_path], args.gpu, args.utilization, args.calibration)
-    say(cost.render(lines, notes, args.gpu, args.utilization, [args.output_path], asha))
+    share = None
+    if asha is not None:
+        from harness.search.estimate import simulated_share
+
+        share = simulated_share(cells, asha)
+    say(cost.render(lines, notes, args.gpu, args.utilization, [args.output_path], asha, share))
     return 0
 
 

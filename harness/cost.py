@@ -325,7 +325,7 @@ def human(n: float | None) -> str:
 
 
 def render(lines: list[Line], notes: list[str], gpu: str = DEFAULT_GPU, utilization: float = DEFAULT_UTILIZATION,
-           roots=(), asha=None) -> str:
+           roots=(), asha=None, asha_share=None) -> str:
     """The printed plan: a header, one row per model x task, totals and where the numbers came from."""
     label, peak, source = GPUS[gpu]
     unit = "CPU" if gpu == "cpu" else "GPU"
@@ -361,9 +361,13 @@ def render(lines: list[Line], notes: list[str], gpu: str = DEFAULT_GPU, utilizat
     out += ["-" * len(header), _row("total", "", f"{'':>7} {'':>5}", lines, "", ""), ""]
     if asha is not None:  # harness.search.AshaSettings
         out.append(f"--search asha ({asha.describe()}): about {asha.nominal_fraction():.0%} of the training tokens "
-                   "above when every rung keeps the top 1/R and the survivors are average configurations; more when "
-                   "few configurations share an epoch count (the first to reach a rung always continue); the table "
-                   "counts the full grid")
+                   "above when every rung keeps exactly the top 1/R and the survivors are average configurations; "
+                   "the table counts the full grid")
+        if asha_share is not None:  # harness.search.estimate.simulated_share
+            share, sizes = asha_share
+            out.append(f"  run one trial at a time, where the first trials to reach a rung always go on: about "
+                       f"{share:.0%} ({'/'.join(map(str, sizes))} configurations per experiment; Ray Tune's ASHA "
+                       "bracket simulated on random rung scores, configurations weighed by their epochs)")
     out += ["Where the numbers come from:"] + [f"  {n}" for n in notes]
     return "\n".join(out)
 

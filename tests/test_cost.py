@@ -120,6 +120,45 @@ def test_dry_run_is_the_plan_and_prices_asha(ten_words, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "reduction factor 4, rungs at 1/16, 1/4, 1 of each configuration's steps): about 16%" in out
     assert "NVIDIA L4, bf16 dense peak 121 TFLOP/s" in out and "FLOPs at 30% of that peak" in out
+    assert "run one trial at a time, where the first trials to reach a rung always go on: about" in out
+    assert "(4 configurations per experiment;" in out
+
+
+def test_the_simulated_asha_share_follows_tunes_bracket():
+    """Two trials, rungs at 1/4 and 1, one at a time: the first always completes; the second goes on
+    past 1/4 when its random score beats the first's (probability 1/2): (1 + 1/2 + 1/8) / 2."""
+    from dataclasses import dataclass
+
+    from harness.search import AshaSettings
+    from harness.search.estimate import simulated_share
+
+    @dataclass(frozen=True)
+    class Config:
+        epochs: int
+        lr: float
+
+    @dataclass(frozen=True)
+    class Task:
+        name: str
+
+    @dataclass(frozen=True)
+    class Cell:
+        model: str
+        task: Task
+        data: str
+        protocol_key: str
+        config: Config
+        seed: int
+
+    def cells(configs: int, seeds: int = 1, epochs=(1,)):
+        return [Cell("m", Task("t"), "d", "p", Config(e, lr), s)
+                for e in epochs for lr in range(configs) for s in range(seeds)]
+
+    share, sizes = simulated_share(cells(2, seeds=3), AshaSettings(4, 2), repeats=4000)
+    assert sizes == [2] and share == pytest.approx(0.8125, abs=0.01)
+    # more configurations per experiment: the free pass weighs less, towards the synchronous share
+    shares = [simulated_share(cells(n, epochs=(1, 2, 3, 4)), AshaSettings(4, 3))[0] for n in (2, 10, 40)]
+    assert shares[0] > shares[1] > shares[2] > AshaSettings(4, 3).nominal_fraction()
 
 
 @pytest.mark.parametrize("flags,message", [(["--gpu", "tpu"], "unknown --gpu 'tpu'"),
