@@ -8,7 +8,8 @@ split, written to ``OUT/data``. Grid: the paper grid's structure on CPU-sized ax
 ``--weight-decay``, ``--batch-size``, ``--epochs``), ``--seeds`` seeds, max length 128, fp32 CPU.
 
     python benchmarks/asha.py --phase grid      # every configuration (ettin-eval run), into OUT/grid
-    python benchmarks/asha.py --phase asha      # ettin-eval run --search asha, R = 4 and 3, into OUT/asha-r<R>
+    python benchmarks/asha.py --phase asha      # ettin-eval run --search asha, R = 4, into OUT/asha-r<R>
+                                                # (--rungs K other than 3: OUT/asha-r<R>-k<K>)
     python benchmarks/asha.py --phase report    # the figures, as Markdown (the two phases may run in parallel)
 
 Every phase resumes: a killed phase run again computes only what its store lacks.
@@ -87,9 +88,11 @@ def phase_runs(args, rows) -> None:
                 ettin_eval(base)
                 continue
             for factor in args.reduction_factors.split(","):
-                print(f"== asha R={factor}: {name} {task}", flush=True)
-                argv = [a if a != str(out / "grid") else str(out / f"asha-r{factor}") for a in base]
-                ettin_eval(argv + ["--search", "asha", "--asha-reduction-factor", factor])
+                print(f"== asha R={factor} K={args.rungs}: {name} {task}", flush=True)
+                folder = f"asha-r{factor}" + ("" if args.rungs == 3 else f"-k{args.rungs}")
+                argv = [a if a != str(out / "grid") else str(out / folder) for a in base]
+                ettin_eval(argv + ["--search", "asha", "--asha-reduction-factor", factor, "--asha-rungs",
+                                   str(args.rungs)])
 
 
 def records(root: Path) -> list[dict]:
@@ -123,6 +126,32 @@ def per_seed_best(rows: list[dict]) -> dict[int, float]:
     return out
 
 
+def pooled_seed_std(rows: list[dict]) -> float:
+    """The seed noise of a model and task: the root mean of every configuration's variance over
+    seeds (the grid best's own spread is 0 where its seeds all predict the majority class)."""
+    by_config: dict[tuple, list[float]] = {}
+    for r in rows:
+        by_config.setdefault(config_of(r), []).append(score(r))
+    variances = [statistics.variance(v) for v in by_config.values() if len(v) > 1]
+    return math.sqrt(statistics.mean(variances)) if variances else 0.0
+
+
+def eval_tokens(grid: list[dict]) -> int:
+    """Tokens of one scoring of the dev split: what a grid cell processed beyond its training."""
+    return max((r["tokens_processed"] - r["train_tokens"] for r in grid), default=0)
+
+
+def all_tokens(r: dict, dev_tokens: int) -> int:
+    """An ASHA record's training tokens, its final dev scoring (when it completed) and one dev
+    scoring per rung it reported (``search.history``): the rung evaluations run beside training,
+    so the record's own ``tokens_processed`` does not hold them."""
+    final = 0 if r["search"]["stopped_early"] else dev_tokens
+    rungs = r["search"].get("rung_eval_tokens")  # recorded since this benchmark's first runs
+    if rungs is None:
+        rungs = dev_tokens * len(r["search"].get("history") or [])
+    return r["train_tokens"] + final + rungs
+
+
 def expected_configs(args) -> int:
     return math.prod(len(getattr(args, axis).split(",")) for axis in ("lr", "weight_decay", "batch_size", "epochs"))
 
@@ -147,6 +176,7 @@ def summarise(args) -> list[dict]:
             if gbest is None or abest is None:
                 continue
             spread = statistics.stdev(gbest[1]) if len(gbest[1]) > 1 else 0.0
+            pooled = pooled_seed_std(g)
             grid_by_cell = {(r["seed"], config_of(r)): r for r in g}
             same = [grid_by_cell.get((r["seed"], config_of(r))) for r in done]
             mismatches = sum(1 for r, s in zip(done, same) if s is not None and (s["metrics"] != r["metrics"]
@@ -156,6 +186,7 @@ def summarise(args) -> list[dict]:
                 "complete": len(g) == expected and len(a) == expected,
                 "seeds": len({r["seed"] for r in g}), "grid_cells": len(g), "asha_records": len(a),
                 "completed": len(done), "grid_best": statistics.mean(gbest[1]), "grid_std": spread,
+                "grid_pooled_std": pooled,
                 "grid_config": gbest[0], "grid_seed_scores": gbest[1], "asha_best": statistics.mean(abest[1]),
                 "asha_seeds": len(abest[1]), "asha_config": abest[0],
                 "grid_per_seed": per_seed_best(g), "asha_per_seed": per_seed_best(done),
@@ -164,7 +195,13 @@ def summarise(args) -> list[dict]:
                 "asha_full_tokens": sum(r["search"]["full_train_tokens"] for r in a),
                 "grid_tokens_all": sum(grid_by_cell[(r["seed"], config_of(r))]["tokens_processed"] for r in a
                                        if (r["seed"], config_of(r)) in grid_by_cell),
-                "asha_tokens_all": sum(r["tokens_processed"] for r in a),
+                "asha_tokens_all": sum(all_tokens(r, eval_tokens(g)) for r in a),
+                "rung_evaluations": sum(len(r["search"].get("history") or []) for r in a),
+                # FLOPs as the cost model counts them: 6N per training token, 2N per scored token
+                "grid_flops_units": sum(3 * s["train_tokens"] + (s["tokens_processed"] - s["train_tokens"])
+                                        for s in g),
+                "asha_flops_units": sum(3 * r["train_tokens"] + all_tokens(r, eval_tokens(g)) - r["train_tokens"]
+                                        for r in a),
                 "identical_checked": sum(1 for s in same if s is not None), "mismatches": mismatches,
                 "machine": (g[0]["device"] if g else ""), "versions": (g[0]["versions"] if g else {}),
             })
@@ -173,9 +210,10 @@ def summarise(args) -> list[dict]:
 
 def markdown(figures: list[dict]) -> str:
     lines = ["| model | task | ASHA run | grid best (mean ± std over seeds) | ASHA best | Δ (/ grid std) | within spread | "
+             "pooled seed std (Δ within) | "
              "per-seed best, grid / ASHA | completed / configs x seeds | ASHA train tokens / grid | "
-             "all tokens (with rung evals) / grid |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "all tokens (with rung evals) / grid | FLOPs (6N train, 2N scoring) / grid |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for f in figures:
         delta = f["asha_best"] - f["grid_best"]
         ratio = abs(delta) / f["grid_std"] if f["grid_std"] else float("inf") if delta else 0.0
@@ -183,10 +221,12 @@ def markdown(figures: list[dict]) -> str:
             f"| {f['model']} | {f['task']} | {f['R']} | {f['grid_best']:.4f} ± {f['grid_std']:.4f} | "
             f"{f['asha_best']:.4f} (n={f['asha_seeds']}) | {delta:+.4f} ({ratio:.2f}) | "
             f"{'yes' if abs(delta) <= f['grid_std'] else 'no'} | "
+            f"{f['grid_pooled_std']:.4f} ({'yes' if abs(delta) <= f['grid_pooled_std'] else 'no'}) | "
             f"{statistics.mean(f['grid_per_seed'].values()):.4f} / {statistics.mean(f['asha_per_seed'].values()):.4f} | "
             f"{f['completed']} / {f['configs']} x {f['seeds']}{'' if f['complete'] else ' (incomplete)'} | "
             f"{f['asha_train_tokens'] / f['asha_full_tokens']:.1%} | "
-            f"{f['asha_tokens_all'] / f['grid_tokens_all']:.1%} |" if f["grid_tokens_all"] else " - |")
+            + (f"{f['asha_tokens_all'] / f['grid_tokens_all']:.1%} | {f['asha_flops_units'] / f['grid_flops_units']:.1%} |"
+               if f["grid_tokens_all"] else " - | - |"))
     return "\n".join(lines)
 
 
@@ -202,8 +242,9 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", default="16,32")
     p.add_argument("--epochs", default="1,2,3,4")
     p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--reduction-factors", default="4,3", help="asha phase: the ASHA runs, OUT/asha-r<R>")
-    p.add_argument("--asha-dirs", default="asha-r4,asha-r3,asha-r4-one-experiment",
+    p.add_argument("--reduction-factors", default="4", help="asha phase: the ASHA runs, OUT/asha-r<R>")
+    p.add_argument("--rungs", type=int, default=3, help="asha phase: --asha-rungs (not 3: OUT/asha-r<R>-k<K>)")
+    p.add_argument("--asha-dirs", default="asha-r4,asha-r4-k4",
                    help="report: the ASHA folders under OUT to compare with OUT/grid")
     p.add_argument("--json", help="report: also write the figures here")
     args = p.parse_args(argv)
