@@ -322,3 +322,27 @@ def test_warm_starts_come_from_the_best_configuration_that_completed(tiny_pair, 
     assert warm.init_paths(resolved) == {c.key: str(warm.path(mnli[0].key)) for c in resolved}
     assert sorted(p.stem for p in warm.path("x").parent.iterdir()) == [mnli[0].key]  # the others are pruned
     assert set(warm.checkpoint_paths(mnli)) == {c.key for c in mnli} and not warm.checkpoint_paths(resolved)
+
+
+def test_a_seed_completed_under_other_rungs_is_not_ranked_with_its_final_score():
+    """A seed the store holds complete is kept beside its retrained siblings only where it has a
+    score at every rung of these settings; otherwise its final score would stand in for a rung
+    score in the configuration's mean, so it trains again. When every seed is complete, the
+    configuration is replayed at its end whatever the rungs."""
+    from types import SimpleNamespace
+
+    from harness.search.space import AshaSettings
+    from harness.search.trial import kept_seeds, replay
+
+    asha = AshaSettings(4, 3)
+    cells = [SimpleNamespace(key=k) for k in ("a", "b", "c")]
+    final = {"score": 0.9, "rank": 0.9}
+    stored = {"a": {"complete": True, "final": final, "history": [{"asha_t": 1.0, "score": 0.5, "rank": 0.5},
+                                                                  {"asha_t": 4.0, "score": 0.6, "rank": 0.6}]},
+              "b": {"complete": True, "final": final, "history": []}}  # completed under other rungs
+    assert set(kept_seeds(cells, stored, asha)) == {"a"}
+    reports = []
+    assert replay(cells, stored, asha, reports.append) == 0.0 and reports == []  # "c" has nothing stored
+    stored["c"] = stored["b"]
+    assert replay(cells, stored, asha, reports.append) == asha.max_t
+    assert [r["asha_t"] for r in reports] == [asha.max_t] and reports[0]["score"] == 0.9

@@ -75,9 +75,12 @@ def stored_trials(store: ResultStore, cells, asha: AshaSettings) -> dict[str, di
         if record is None or record.get("status") != "ok" or search.get("method") != "asha":
             continue
         complete = not search.get("stopped_early")
-        if not complete and search.get("rung_fractions") != asha.to_dict()["rung_fractions"]:
+        fits = search.get("rung_fractions") == asha.to_dict()["rung_fractions"]
+        if not complete and not fits:
             continue  # stopped under other rungs: its history does not fit these
-        out[cell.key] = {"history": search.get("history") or [], "complete": complete, "final": search.get("final"),
+        # completed under other rungs: its final result stands, its rung scores (other fractions) do not
+        out[cell.key] = {"history": (search.get("history") or []) if fits else [], "complete": complete,
+                         "final": search.get("final"),
                          "train_tokens": search.get("search_train_tokens", 0), "full": search.get("full_train_tokens")}
     return out
 

@@ -109,7 +109,6 @@ class Rungs:
 
     def __init__(self, cells, runner, asha: AshaSettings):
         self.cells, self.runner, self.asha = cells, runner, asha
-        self.start_tokens = {}
         self.full_train_tokens = None
 
     def encoded(self, cell, split: str):
@@ -168,6 +167,18 @@ def entry_at(stored: dict | None, unit: float) -> dict | None:
     return None
 
 
+def kept_seeds(cells, stored: dict, asha: AshaSettings) -> dict[str, dict]:
+    """Cell key -> final entry of the seeds the store holds complete with a score at every rung
+    of these settings (a seed completed under other rungs has no score to rank with at these; it
+    trains again, to the same numbers, beside the configuration's other seeds)."""
+    kept = {}
+    for cell in cells:
+        held = stored.get(cell.key) or {}
+        if held.get("complete") and all(entry_at(held, unit) for unit in asha.units[:-1]):
+            kept[cell.key] = {**held["final"], "replayed": True}
+    return kept
+
+
 def replay(cells, stored: dict, asha: AshaSettings, report) -> float:
     """Report the rungs the store holds for every seed of the configuration; the last one replayed
     (ASHA time units), or ``max_t`` when every seed completed."""
@@ -199,7 +210,7 @@ def run_trial(config: dict, trials=None, stored=None, settings: tuple = (), asha
     start = time.perf_counter()
     runner = runner_for(settings)
     rungs = Rungs(cells, runner, asha)
-    kept = {c.key: {**stored[c.key]["final"], "replayed": True} for c in cells if (stored.get(c.key) or {}).get("complete")}
+    kept = kept_seeds(cells, stored, asha)
     live = [c for c in cells if c.key not in kept]
     checkpoint_paths = checkpoint_paths or {}
     seeds = []
@@ -251,4 +262,4 @@ def train(seeds: list[Seed], rungs: Rungs, asha: AshaSettings, after: float, kep
             return
         for unit in asha.rung_steps(total_steps)[step]:
             if unit > after:
-                report(combined(unit, {**{k: entry_at(stored.get(k), unit) or v for k, v in kept.items()}, **entries}))
+                report(combined(unit, {**{k: entry_at(stored[k], unit) for k in kept}, **entries}))
