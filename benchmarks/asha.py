@@ -9,7 +9,8 @@ split, written to ``OUT/data``. Grid: the paper grid's structure on CPU-sized ax
 
     python benchmarks/asha.py --phase grid      # every configuration (ettin-eval run), into OUT/grid
     python benchmarks/asha.py --phase asha      # ettin-eval run --search asha, R = 4, into OUT/asha-r<R>
-                                                # (--rungs K other than 3: OUT/asha-r<R>-k<K>)
+                                                # (--rungs K other than 3: OUT/asha-r<R>-k<K>;
+                                                # --label L: OUT/asha-r<R>-L, for another grid)
     python benchmarks/asha.py --phase report    # the figures, as Markdown (the two phases may run in parallel)
 
 Every phase resumes: a killed phase run again computes only what its store lacks.
@@ -89,7 +90,8 @@ def phase_runs(args, rows) -> None:
                 continue
             for factor in args.reduction_factors.split(","):
                 print(f"== asha R={factor} K={args.rungs}: {name} {task}", flush=True)
-                folder = f"asha-r{factor}" + ("" if args.rungs == 3 else f"-k{args.rungs}")
+                folder = (f"asha-r{factor}" + ("" if args.rungs == 3 else f"-k{args.rungs}")
+                          + (f"-{args.label}" if args.label else ""))
                 argv = [a if a != str(out / "grid") else str(out / folder) for a in base]
                 ettin_eval(argv + ["--search", "asha", "--asha-reduction-factor", factor, "--asha-rungs",
                                    str(args.rungs)])
@@ -244,6 +246,8 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--reduction-factors", default="4", help="asha phase: the ASHA runs, OUT/asha-r<R>")
     p.add_argument("--rungs", type=int, default=3, help="asha phase: --asha-rungs (not 3: OUT/asha-r<R>-k<K>)")
+    p.add_argument("--label", help="asha phase: a name for this grid's ASHA runs, OUT/asha-r<R>[-k<K>]-<label> "
+                                   "(another grid's ASHA runs must not share a folder)")
     p.add_argument("--asha-dirs", default="asha-r4,asha-r4-k4",
                    help="report: the ASHA folders under OUT to compare with OUT/grid")
     p.add_argument("--json", help="report: also write the figures here")
