@@ -78,13 +78,23 @@ def build_parser() -> argparse.ArgumentParser:
     recipe.add_argument("--batch-size", help="batch sizes, e.g. 16,32")
     recipe.add_argument("--epochs", help="epoch counts, e.g. 2,3")
     recipe.add_argument("--seeds", type=int, default=1, metavar="N", help="seeds 0..N-1 per configuration (default 1)")
-    recipe.add_argument("--max-length", type=int, default=512, help="max tokens per example, special tokens included "
-                                                                    "(default 512)")
+    recipe.add_argument("--max-length", type=int, help="max tokens per example, special tokens included (default 512; "
+                                                        "retrieval: a sentence-transformers folder's own, else 512)")
     recipe.add_argument("--no-mnli-warm-start", action="store_true",
                         help="do not start RTE, MRPC and STS-B from the best MNLI checkpoint")
     recipe.add_argument("--fresh-decoder-head", action="store_true",
                         help="decoders: start the classification head (dense + norm) fresh instead of from the "
                              "pretrained LM head, as encoders keep their MLM head")
+    ret = run.add_argument_group("retrieval tasks")
+    ret.add_argument("--zero-shot", action="store_true",
+                     help="embed with the model as it is instead of fine-tuning it as an embedder first (the "
+                          "default, the paper's protocol)")
+    ret.add_argument("--pooling", choices=("mean", "lasttoken", "cls"),
+                     help="default: a sentence-transformers folder's own; else mean for encoders, last token for "
+                          "decoders (the Ettin authors')")
+    ret.add_argument("--embed-eos", choices=("none", "append"), default="none",
+                     help="last-token pooling: none (default, the Ettin authors': pool at the text's last token) "
+                          "or append (pool at an EOS token appended to every text)")
     hw = run.add_argument_group("hardware")
     hw.add_argument("--device", default="auto", help="auto (cuda when present), cpu, cuda, cuda:N")
     hw.add_argument("--dtype", default="auto", help="auto (bf16 on GPUs that support it, fp32 on CPU), bf16, fp16, fp32")

@@ -66,11 +66,11 @@ def grid_overrides(args) -> dict:
 
 
 def build_cells(args, check: bool = True) -> list[plan.Cell]:
-    """The plan of a ``run``: fine-tuning cells of the classification tasks, scoring cells of the
-    lm-eval tasks, grouped by model (a stable sort keeps warm starts after their sources). Flags and
-    tasks are checked before any model is looked up."""
+    """The plan of a ``run``: fine-tuning cells of the classification tasks, embedder cells of the
+    retrieval tasks, scoring cells of the lm-eval tasks, grouped by model (a stable sort keeps warm
+    starts after their sources). Flags and tasks are checked before any model is looked up."""
     names = [t.strip() for t in args.tasks.split(",") if t.strip()]
-    specs, generative = split_tasks(names, args.include_path)
+    specs, retrieval, generative = split_tasks(names, args.include_path)
     overrides = grid_overrides(args)
     model_specs = collect_models(args, check)
     dirs = [os.path.abspath(d) for d in args.data_dir]
@@ -78,12 +78,25 @@ def build_cells(args, check: bool = True) -> list[plan.Cell]:
     glue_dirs = plan.pick_data_dirs(dirs, {s.name: [s.name] for s in specs})
     recipe = Recipe(head_init="fresh" if args.fresh_decoder_head else "pretrained")
     cells = plan.classification_cells(model_specs, specs, args.grid, overrides, args.seeds, args.limit, glue_dirs,
-                                      warm_start=not args.no_mnli_warm_start, max_length=args.max_length,
-                                      recipe=recipe)
+                                      warm_start=not args.no_mnli_warm_start,
+                                      max_length=args.max_length or grids.MAX_LENGTH, recipe=recipe)
+    if retrieval:
+        cells += retrieval_cells(args, model_specs, retrieval, dirs, overrides)
     if generative:
         cells += lm_eval_cells(args, model_specs, generative, dirs)
     order = {spec: i for i, spec in enumerate(model_specs)}
     return sorted(cells, key=lambda c: order[c.model])
+
+
+def retrieval_cells(args, model_specs, specs, dirs: list[str], overrides: dict) -> list[plan.Cell]:
+    """A retrieval task reads DIR/<task>/ from the first --data-dir that has it, else MTEB's hub copy."""
+    from harness.configs import EmbeddingConfig
+
+    chosen = plan.pick_data_dirs(dirs, {s.name: [s.name] for s in specs}, fallback_first=False)
+    sources = {s.name: plan.data_source(chosen[s.name], [s.name], args.limit) for s in specs}
+    base = EmbeddingConfig(protocol="zero-shot" if args.zero_shot else "fine-tuned", pooling=args.pooling,
+                           max_length=args.max_length, eos=args.embed_eos)
+    return plan.retrieval_cells(model_specs, specs, base, overrides, args.seeds, sources)
 
 
 def lm_eval_cells(args, model_specs, names: list[str], dirs: list[str]) -> list[plan.Cell]:
@@ -100,20 +113,30 @@ def lm_eval_cells(args, model_specs, names: list[str], dirs: list[str]) -> list[
     return plan.lm_eval_cells(model_specs, lm_tasks, scoring, sources)
 
 
-def split_tasks(names: list[str], include_paths: list[str]) -> tuple[list, list[str]]:
-    """Classification task specs (GLUE-style YAML) and lm-eval task names, in the order asked.
-    lm-eval's task index (seconds to build) is consulted only for names that are not
-    classification tasks or groups."""
+def split_tasks(names: list[str], include_paths: list[str]) -> tuple[list, list, list[str]]:
+    """Classification task specs (GLUE-style YAML), retrieval task specs and lm-eval task names, in
+    the order asked. lm-eval's task index (seconds to build) is consulted only for names that are
+    none of the others."""
+    from harness.retrieval.spec import load_retrieval_tasks
+    from harness.suite import suite
+
     known = tasks.load_tasks(include_paths)
     groups = tasks.groups(known)
+    retrieval_known = load_retrieval_tasks(include_paths)
+    retrieval_groups = tasks.groups(retrieval_known)
+    retrieval_groups.update({g: list(suite().expand(g)) for g in retrieval_groups if g in suite().groups})
     classification = [n for n in names if n in known or n in groups]
-    rest = [n for n in names if n not in classification]
+    retrieval = [s for n in names if n not in classification and (n in retrieval_known or n in retrieval_groups)
+                 for s in ([retrieval_known[n]] if n in retrieval_known else
+                           [retrieval_known[m] for m in retrieval_groups[n] if m in retrieval_known])]
+    rest = [n for n in names if n not in classification and n not in retrieval_known and n not in retrieval_groups]
     generative: list[str] = []
     if rest:
         from harness.lm.tasks import expand_tasks
 
         generative = expand_tasks(rest, include_paths)
-    return tasks.select(classification, known) if classification else [], generative
+    return (tasks.select(classification, known) if classification else [], list(dict.fromkeys(retrieval)),
+            generative)
 
 
 def run(args) -> int:
@@ -227,15 +250,24 @@ def demo(args) -> int:
 
     demo_task = plan.LmEvalTask(DEMO_GENERATIVE_TASK, fingerprint=fingerprint(DEMO_GENERATIVE_TASK), local=True)
     cells += plan.lm_eval_cells(pair_specs, [demo_task])
+    # a small retrieval task: each tiny model fine-tuned as an embedder (sentence-transformers), scored by MTEB
+    from harness.configs import EmbeddingConfig
+    from harness.demo_data import DEMO_RETRIEVAL_DIR
+    from harness.retrieval.spec import load_retrieval_tasks
+
+    retrieval = load_retrieval_tasks()["retrieval_demo"]
+    source = plan.data_source(str(DEMO_RETRIEVAL_DIR), [retrieval.name], None)
+    cells += plan.retrieval_cells(pair_specs, [retrieval], EmbeddingConfig(), {"lr": (3e-3,), "batch_size": (16,),
+                                  "epochs": (10,)}, sources={retrieval.name: source})
     execution = ExecutionSettings(log_samples=True, quiet=args.quiet)
     code = execute(cells, execution, RunnerSettings("cpu", "fp32"), args.output_path)
     report_dir = os.path.join(args.output_path, "report")
     paths = write_report([args.output_path], report_dir)
     say("\nThese are tiny random-weight stand-ins fine-tuned on small synthetic GLUE-format data "
-        f"({DEMO_DATA_DIR}) and scored on a small multiple-choice fixture; the numbers check the pipeline, "
-        "not the Ettin models.")
+        f"({DEMO_DATA_DIR}), scored on a small multiple-choice fixture and fine-tuned as embedders on a small "
+        f"synthetic retrieval set ({DEMO_RETRIEVAL_DIR}); the numbers check the pipeline, not the Ettin models.")
     say("To run the real models (needs Hugging Face hub access, ideally a GPU):\n"
-        "  ettin-eval run --sizes 17m,150m --arch both --tasks glue,generative --device cuda "
+        "  ettin-eval run --sizes 17m,150m --arch both --tasks glue,generative,msmarco --device cuda "
         "--output-path results/runs/ettin")
     say(f"Results: {args.output_path}; report (tables, plots, leaderboard): {report_dir}")
     if "index.html" in paths:

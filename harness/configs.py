@@ -117,6 +117,61 @@ class ScoringConfig:
         return out
 
 
+PROTOCOLS = ("fine-tuned", "zero-shot")
+# The Ettin authors' embedder training (retrieval_eval/train_st.py and its README example):
+# learning rate 3e-4, batch 1024, one epoch; the loss and batch sampler are in harness/retrieval/train.py.
+EMBED_LR, EMBED_BATCH_SIZE, EMBED_EPOCHS = 3e-4, 1024, 1
+
+
+@dataclass(frozen=True)
+class EmbeddingConfig:
+    """How a retrieval cell gets its embedder: ``fine-tuned`` (the paper's protocol, with the
+    grid's lr/batch/epochs) or ``zero-shot`` (the model as it is); pooling, max length and EOS
+    policy as ``harness.runner.embedder.EmbedSettings`` (None: the model's own or its architecture's)."""
+
+    protocol: str = "fine-tuned"
+    lr: float = EMBED_LR
+    batch_size: int = EMBED_BATCH_SIZE
+    epochs: int = EMBED_EPOCHS
+    pooling: str | None = None
+    max_length: int | None = None
+    eos: str = "none"
+    loss: str = "CachedMultipleNegativesRankingLoss(scale=20)"
+    sampler: str = "no_duplicates"
+    warmup_ratio: float = 0.05
+
+    TUNABLE = ("lr", "batch_size", "epochs")
+
+    def __post_init__(self):
+        if self.protocol not in PROTOCOLS:
+            raise UserError(f"unknown retrieval protocol '{self.protocol}'; use {' or '.join(PROTOCOLS)}")
+        if not isinstance(self.lr, (int, float)) or not math.isfinite(self.lr) or self.lr <= 0:
+            raise UserError(f"the learning rate must be a finite number above 0, not {self.lr!r}")
+        for name in ("batch_size", "epochs"):
+            value = getattr(self, name)
+            if int(value) != value or value < 1:
+                raise UserError(f"{name} must be a whole number >= 1, not {value!r}")
+
+    @property
+    def fine_tuned(self) -> bool:
+        return self.protocol == "fine-tuned"
+
+    def tunable(self) -> dict:
+        return {k: getattr(self, k) for k in self.TUNABLE} if self.fine_tuned else {}
+
+    def embed_settings(self) -> dict:
+        return {"pooling": self.pooling, "max_length": self.max_length, "eos": self.eos}
+
+    def identity(self, architecture: str) -> dict:
+        out = {"adapter": "retrieval", "protocol": self.protocol, **self.embed_settings()}
+        if self.fine_tuned:
+            out.update(self.tunable(), loss=self.loss, sampler=self.sampler, warmup_ratio=self.warmup_ratio)
+        return out
+
+    def hyperparameters(self, architecture: str | None = None) -> dict:
+        return {k: v for k, v in self.identity(architecture or "").items() if k != "adapter"}
+
+
 @dataclass(frozen=True)
 class DataSource:
     """Where a task's rows come from: the hub (``folder`` None) or a local folder, fingerprinted by

@@ -106,7 +106,41 @@ def write(out_dir: str | Path, sizes: dict[str, dict[str, int]] | None = None, s
     return out
 
 
+def retrieval(seed: int = 0) -> dict:
+    """A BEIR-layout retrieval set: one document per (colour, thing) with filler words, a query
+    naming the pair; half of the pairs judge training queries, the other half test queries, so a
+    fine-tuned embedder must learn to match both words of pairs it never trained on."""
+    rng = random.Random(seed)
+    pairs = [(c, t) for c in COLOURS for t in THINGS]
+    rng.shuffle(pairs)
+    corpus, queries, qrels = [], [], {"train": [], "test": []}
+    for i, (colour, thing) in enumerate(pairs):
+        words = rng.sample(FILLER, 6) + [colour, thing]
+        rng.shuffle(words)
+        corpus.append({"_id": f"d{i}", "title": "", "text": " ".join(words)})
+        split = "train" if i % 2 == 0 else "test"
+        queries.append({"_id": f"q{i}", "text": f"which {thing} is {colour}"})
+        qrels[split].append((f"q{i}", f"d{i}", 1))
+    return {"corpus": corpus, "queries": queries, "qrels": qrels}
+
+
+def write_retrieval(out_dir: str | Path, name: str = "retrieval_demo", seed: int = 0) -> Path:
+    """``out_dir/name/`` in the BEIR layout (corpus.jsonl, queries.jsonl, qrels/{train,test}.tsv)."""
+    data = retrieval(seed)
+    folder = Path(out_dir) / name
+    (folder / "qrels").mkdir(parents=True, exist_ok=True)
+    for file, rows in (("corpus.jsonl", data["corpus"]), ("queries.jsonl", data["queries"])):
+        (folder / file).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    for split, rows in data["qrels"].items():
+        (folder / "qrels" / f"{split}.tsv").write_text("query-id\tcorpus-id\tscore\n"
+                                                       + "".join(f"{q}\t{d}\t{v}\n" for q, d, v in rows))
+    return Path(out_dir)
+
+
 DEMO_DATA_DIR = Path(__file__).resolve().parent / "data" / "demo"
+# kept apart from DEMO_DATA_DIR, whose text the tiny tokenizer is trained on
+DEMO_RETRIEVAL_DIR = Path(__file__).resolve().parent / "data" / "demo_retrieval"
 
 if __name__ == "__main__":
     write(DEMO_DATA_DIR)
+    write_retrieval(DEMO_RETRIEVAL_DIR)

@@ -8,8 +8,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from harness import grids
-from harness.configs import PROTOCOL_VERSION, DataSource, FinetuneConfig, Recipe, ScoringConfig, digest, fingerprint_folders
+from harness.configs import (PROTOCOL_VERSION, DataSource, EmbeddingConfig, FinetuneConfig, Recipe, ScoringConfig, digest,
+                             fingerprint_folders)
 from harness.models import ModelSpec
+from harness.retrieval.spec import RetrievalTaskSpec
 from harness.tasks import TaskSpec
 
 
@@ -36,8 +38,8 @@ class Cell:
     configuration and seed."""
 
     model: ModelSpec
-    task: TaskSpec | LmEvalTask
-    config: FinetuneConfig | ScoringConfig
+    task: TaskSpec | LmEvalTask | RetrievalTaskSpec
+    config: FinetuneConfig | ScoringConfig | EmbeddingConfig
     data: DataSource = DataSource()
     seed: int = 0
     warm_start_from: str | None = None  # task whose best checkpoint this cell starts from
@@ -143,3 +145,22 @@ def lm_eval_cells(models: list[ModelSpec], tasks: list[LmEvalTask], scoring: Sco
         cells += [Cell(model=model, task=task, config=config, data=(sources or {}).get(task.name, DataSource()))
                   for task in tasks]
     return cells
+
+
+def retrieval_cells(models: list[ModelSpec], tasks: list[RetrievalTaskSpec], base: EmbeddingConfig,
+                    overrides: dict | None = None, seeds: int = 1, sources: dict[str, DataSource] | None = None,
+                    grid_label: str = "paper") -> list[Cell]:
+    """Zero-shot: one cell per (model, task). Fine-tuned: every (lr, batch size, epochs) of the
+    grid (the authors' values unless overridden) x seeds; an embedder is trained per cell."""
+    import itertools
+
+    overrides = overrides or {}
+    if base.fine_tuned:
+        axes = [overrides.get(k) or (getattr(base, k),) for k in EmbeddingConfig.TUNABLE]
+        configs = [replace(base, lr=float(lr), batch_size=int(b), epochs=int(e)) for lr, b, e in itertools.product(*axes)]
+    else:
+        configs, seeds = [base], 1
+    label = "custom" if any(overrides.get(k) for k in EmbeddingConfig.TUNABLE) else grid_label
+    return [Cell(model=model, task=task, config=config, data=(sources or {}).get(task.name, DataSource()), seed=seed,
+                 grid=label if base.fine_tuned else None)
+            for model in models for task in tasks for config in configs for seed in range(seeds)]

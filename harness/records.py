@@ -14,7 +14,7 @@ import sys
 from datetime import datetime, timezone
 
 from harness.adapters.base import CellResult
-from harness.configs import PROTOCOL_VERSION, FinetuneConfig
+from harness.configs import PROTOCOL_VERSION, EmbeddingConfig, FinetuneConfig
 from harness.plan import Cell
 from harness.results import SCHEMA_VERSION
 from harness.suite import suite
@@ -29,9 +29,9 @@ def library_versions() -> dict:
 
     versions = {"harness": __version__, "transformers": transformers.__version__, "torch": torch.__version__,
                 "python": platform.python_version()}
-    lm_eval = sys.modules.get("lm_eval")
-    if lm_eval is not None:
-        versions["lm_eval"] = getattr(lm_eval, "__version__", "unknown")
+    for name, module in (("lm_eval", "lm_eval"), ("mteb", "mteb"), ("sentence_transformers", "sentence_transformers")):
+        if sys.modules.get(module) is not None:
+            versions[name] = getattr(sys.modules[module], "__version__", "unknown")
     return versions
 
 
@@ -56,6 +56,13 @@ def protocol_label(cell: Cell) -> str:
         wants = cell.task.warm_start_from
         if wants and cell.warm_start_from is None:
             parts.append(f"no {wants.upper()} warm start")
+    elif isinstance(config, EmbeddingConfig):
+        if not config.fine_tuned:
+            parts.append("zero-shot")
+        elif cell.grid != "paper":
+            parts.append(f"{cell.grid or 'custom'} grid")
+        parts += [f"{name.replace('_', ' ')} {value}" for name, value in config.embed_settings().items()
+                  if value not in (None, "none")]
     else:
         parts += config.deviations(cell.model.architecture, default_mntp=cell.model.mntp)
     if cell.data.limit is not None:

@@ -1,10 +1,11 @@
-"""Adapters turn a cell into a result: ``classification`` (fine-tune and score) and ``lm_eval``
-(score with lm-eval's evaluator). A new task kind is a new module with ``run(cell, runner, options)``
+"""Adapters turn a cell into a result: ``classification`` (fine-tune and score), ``lm_eval``
+(score with lm-eval's evaluator) and ``retrieval`` (embed, optionally fine-tuned, scored by MTEB).
+A new task kind is a new module with ``run(cell, runner, options)``
 and a line in ``adapter_for``."""
 
 from __future__ import annotations
 
-ADAPTERS = ("classification", "lm_eval")
+ADAPTERS = ("classification", "lm_eval", "retrieval")
 
 
 def adapter_for(name: str):
@@ -13,6 +14,8 @@ def adapter_for(name: str):
         from harness.adapters.classification import run
     elif name == "lm_eval":
         from harness.adapters.lm_eval import run
+    elif name == "retrieval":
+        from harness.adapters.retrieval import run
     else:
         raise ValueError(f"unknown adapter {name}; known: {', '.join(ADAPTERS)}")
     return run

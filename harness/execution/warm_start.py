@@ -55,7 +55,8 @@ class WarmStarts:
         return self.where.checkpoint_path(key)
 
     def keeps_state(self, cell: Cell) -> bool:
-        return cell.task.name in self.source_tasks
+        """A warm-start source, or a fine-tuned embedder (the best per model and task is kept)."""
+        return cell.task.name in self.source_tasks or getattr(cell.config, "fine_tuned", False)
 
     @staticmethod
     def _group(cell: Cell, task: str) -> tuple:

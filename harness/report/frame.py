@@ -17,6 +17,7 @@ MODEL_COLUMNS = ["model", "model_name", "revision", "architecture", "size", "var
 SIZE_ORDER = ("tiny", "17m", "32m", "68m", "150m", "400m", "1b")
 GLUE_TASKS = suite().members("glue")
 GENERATIVE_TASKS = suite().averaged("generative")  # the paper's Table 4, in its column order
+RETRIEVAL_TASKS = suite().averaged("retrieval") + ("msmarco",)  # MTEB(eng, v2) retrieval, then Figure 1's MS MARCO
 GLUE_AVG, GEN_AVG = suite().groups["glue"].average, suite().groups["generative"].average
 GROUP_TITLES = {name: g.title for name, g in suite().groups.items()}
 # group -> (average's display name, the tasks it averages)

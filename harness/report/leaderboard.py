@@ -9,12 +9,12 @@ from pathlib import Path
 import pandas as pd
 
 from harness.errors import UserError
-from harness.report.frame import GENERATIVE_TASKS, GLUE_TASKS, SIZE_ORDER, best_scores, load_results, model_scores
+from harness.report.frame import GENERATIVE_TASKS, GLUE_TASKS, RETRIEVAL_TASKS, SIZE_ORDER, best_scores, load_results, model_scores
 
 KEY = ["model", "revision", "protocol"]
-# The fixed schema, in order; columns of tasks outside GLUE and Table 4 follow, sorted by name.
+# The fixed schema, in order; columns of tasks outside GLUE, Table 4 and retrieval follow, sorted by name.
 COLUMNS = ["model", "model_name", "revision", "protocol", "architecture", "variant", "size", "parameters", "seeds",
-           "harness_version", "date", "glue_avg", "gen_avg", *GLUE_TASKS, *GENERATIVE_TASKS]
+           "harness_version", "date", "glue_avg", "gen_avg", *GLUE_TASKS, *GENERATIVE_TASKS, "ret_avg", *RETRIEVAL_TASKS]
 TEXT_COLUMNS = ["model", "model_name", "revision", "protocol", "architecture", "variant", "size", "harness_version",
                 "date"]
 

@@ -37,6 +37,9 @@ class Runner:
         self.batcher = Batcher(budget, on_oom=self.hardware.empty_cache)
         self.cache = ModelCache(self.hardware, max_cached_models)
         self.tokens_processed = 0  # real (non-pad) tokens through a forward pass
+        self._embedders: dict[tuple, object] = {}  # (model, revision, settings) -> Embedder, as loaded
+        self._embeddings: dict[tuple, dict] = {}  # the same key -> {text hash: embedding}, for zero-shot reuse
+        self.max_cached_models = max_cached_models
 
     @property
     def device(self) -> torch.device:
@@ -76,6 +79,26 @@ class Runner:
 
     def fresh(self, loaded: LoadedModel, seed: int, init_state: dict | None = None) -> torch.nn.Module:
         return self.cache.fresh(loaded, seed, init_state)
+
+    def embedder(self, spec: ModelSpec, settings):
+        """``spec`` as a sentence-transformers embedder (``harness.runner.embedder``), loaded once per
+        process and settings; fine-tuning works on a copy (``embedder.fresh_copy``)."""
+        from harness.runner.embedder import build
+
+        key = (spec.model_id, spec.revision, settings)
+        if key not in self._embedders:
+            while len(self._embedders) >= self.max_cached_models:
+                oldest = next(iter(self._embedders))
+                del self._embedders[oldest]
+                self._embeddings.pop(oldest, None)
+            self._embedders[key] = build(spec, settings, self.device, self.dtype)
+            self.cache.loads += 1
+        return self._embedders[key]
+
+    def embedding_cache(self, spec: ModelSpec, settings) -> dict:
+        """Embeddings already computed by the loaded (not fine-tuned) embedder of ``spec``: a corpus is
+        embedded once per model, revision and settings in a process, however many cells read it."""
+        return self._embeddings.setdefault((spec.model_id, spec.revision, settings), {})
 
     def parameters_of(self, spec: ModelSpec) -> int | None:
         loaded = self.cache.loaded_of(spec)

