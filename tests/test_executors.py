@@ -210,7 +210,7 @@ def test_resume_of_warm_started_cells(tiny_pair, demo_data, tmp_path, monkeypatc
     calls.clear()
     run_local(cells, tmp_path)
     assert list(calls)[0] == encoder_best and len(calls) == 3
-    assert store.get(encoder_best)["metrics"] == before["metrics"]
+    assert store.get(encoder_best) == before  # its finished record is kept, only the checkpoint written
     assert sorted(p.stem for p in (tmp_path / "checkpoints").iterdir()) == kept
 
 
@@ -220,3 +220,24 @@ def test_help_lists_the_execution_flags(capsys):
     out = capsys.readouterr().out
     for flag in ("--executor", "--address", "--gpus-per-cell", "--retries", "--shared-dir"):
         assert flag in out
+
+
+def test_a_checkpoint_write_that_breaks_leaves_the_old_checkpoint_and_no_temporary_file(tmp_path, monkeypatch):
+    import os
+
+    import safetensors.torch
+
+    from harness.execution.warm_start import load_checkpoint, save_checkpoint
+
+    path = tmp_path / "checkpoints" / "cell.safetensors"
+    save_checkpoint({"w": torch.ones(2)}, path)
+
+    def breaks(state, filename):
+        with open(filename, "wb") as f:
+            f.write(b"partial")
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", breaks)
+    with pytest.raises(OSError):
+        save_checkpoint({"w": torch.zeros(2)}, path)
+    assert os.listdir(path.parent) == [path.name] and torch.equal(load_checkpoint(path)["w"], torch.ones(2))
