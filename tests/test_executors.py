@@ -241,3 +241,19 @@ def test_a_checkpoint_write_that_breaks_leaves_the_old_checkpoint_and_no_tempora
     with pytest.raises(OSError):
         save_checkpoint({"w": torch.zeros(2)}, path)
     assert os.listdir(path.parent) == [path.name] and torch.equal(load_checkpoint(path)["w"], torch.ones(2))
+
+
+@pytest.mark.parametrize("where", ["loss", "logits"])
+def test_a_diverged_fine_tune_is_a_failed_cell_not_a_number(where, tiny_pair, demo_data, tmp_path, monkeypatch):
+    from harness.adapters import classification
+
+    (cell,) = tiny_cells(tiny_pair, demo_data)
+    if where == "loss":  # the weights blow up during training
+        real = Runner.forward_logits
+        monkeypatch.setattr(Runner, "forward_logits", staticmethod(lambda m, b: real(m, b) * float("inf")))
+    else:  # training ends, but the model's outputs are not numbers
+        real = classification.finetune.predict
+        monkeypatch.setattr(classification.finetune, "predict", lambda *a: real(*a) * float("nan"))
+    summary = run_local([cell], tmp_path)
+    assert summary.failed == [cell.key] and ResultStore(tmp_path).records() == []
+    assert "FloatingPointError" in summary.errors[cell.key] and "\n" not in summary.errors[cell.key]
