@@ -213,11 +213,31 @@ def load_with_aliases(spec: ModelSpec, load):
             return load(model_id), model_id
         except OSError as exc:  # transformers turns "repository not found" and offline misses into OSError
             tried.append((model_id, exc))
+            if not repository_missing(exc):  # network, gated repo, missing revision: another id would hide it
+                raise UserError(hub_error_message(f"model '{model_id}'", exc)) from None
     if len(tried) == 1:
         raise UserError(hub_error_message(f"model '{spec.model_id}'", tried[0][1]))
     reasons = "; ".join(f"{i}: {first_line(e, 200)}" for i, e in tried)
     raise UserError(f"model '{spec.name or spec.model_id}' could not be loaded under any of its hub ids ({reasons}); "
                     "check your network or HF_HUB_OFFLINE, or pass a local path with --model")
+
+
+def repository_missing(exc: BaseException) -> bool:
+    """True when ``exc`` says the repository does not exist (or, offline, is not in the cache):
+    the one case where the next alias of the same model may be tried."""
+    from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    chain, cause = [], exc
+    while cause is not None and len(chain) < 10:
+        chain.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    if any(isinstance(e, GatedRepoError) for e in chain) or "gated" in str(exc).lower():
+        return False
+    if any(isinstance(e, RepositoryNotFoundError) for e in chain) or "not a valid model identifier" in str(exc):
+        return True
+    offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
+    return offline and (any(isinstance(e, LocalEntryNotFoundError) for e in chain) or "offline" in str(exc).lower()
+                        or "cached files" in str(exc))
 
 
 def hub_error_message(what: str, exc: Exception) -> str:

@@ -65,16 +65,26 @@ def writable_folder(root: str | os.PathLike, flag: str = "--output-path") -> Pat
 
 
 def atomic_write_text(path: Path, text: str) -> None:
+    def write(fd: int, tmp: str) -> None:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+
+    atomic_write(path, write)
+
+
+def atomic_write(path: str | os.PathLike, write) -> None:
+    """``path`` replaced in one step by what ``write(fd, tmp_path)`` writes into a fresh temporary
+    file beside it (a new name no one can have planted, created exclusively: no symlink is followed)."""
+    path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as exc:
         raise UserError(f"cannot write {path} ({exc.strerror or exc}); make the results folder writable") from None
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
+        write(fd, tmp)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600
         os.replace(tmp, path)
     except BaseException:
@@ -107,11 +117,14 @@ class ResultStore:
             return None
         return self._read(path)
 
-    def write(self, record: dict) -> Path:
+    def write(self, record: dict) -> Path | None:
+        """Store ``record``; a failed record never replaces a finished one (None: not written)."""
         missing = [f for f in REQUIRED if f not in record]
         if missing:
             raise ValueError(f"record lacks {missing}")
         record = {**record, "schema_version": SCHEMA_VERSION}
+        if record["status"] != "ok" and self.has(record["cell_key"]):
+            return None
         path = self.record_path(record["cell_key"])
         atomic_write_text(path, json.dumps(record, indent=1, sort_keys=True, default=_json_default))
         return path
@@ -146,11 +159,17 @@ class ResultStore:
         return str(path.relative_to(self.root))
 
     def read_samples(self, record: dict) -> list[dict]:
+        """The record's per-example rows; a missing or damaged file is a one-line notice and no rows."""
         rel = record.get("samples")
         if not rel:
             return []
-        with open(self.root / rel, encoding="utf-8") as f:
-            return [json.loads(line) for line in f if line.strip()]
+        path = self.root / rel
+        try:
+            with open(path, encoding="utf-8") as f:
+                return [json.loads(line) for line in f if line.strip()]
+        except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+            notice(f"skipping the samples {path} ({type(exc).__name__})")
+            return []
 
     def records(self, include_failed: bool = False) -> list[dict]:
         out = []
@@ -167,7 +186,7 @@ class ResultStore:
         try:
             with open(path, encoding="utf-8") as f:
                 record = json.load(f)
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
             notice(f"skipping unreadable record {path} ({type(exc).__name__}); move it away to rerun its cell")
             return None
         if not isinstance(record, dict) or record.get("schema_version") != SCHEMA_VERSION:

@@ -210,7 +210,7 @@ def test_resume_of_warm_started_cells(tiny_pair, demo_data, tmp_path, monkeypatc
     calls.clear()
     run_local(cells, tmp_path)
     assert list(calls)[0] == encoder_best and len(calls) == 3
-    assert store.get(encoder_best)["metrics"] == before["metrics"]
+    assert store.get(encoder_best) == before  # its finished record is kept, only the checkpoint written
     assert sorted(p.stem for p in (tmp_path / "checkpoints").iterdir()) == kept
 
 
@@ -220,3 +220,40 @@ def test_help_lists_the_execution_flags(capsys):
     out = capsys.readouterr().out
     for flag in ("--executor", "--address", "--gpus-per-cell", "--retries", "--shared-dir"):
         assert flag in out
+
+
+def test_a_checkpoint_write_that_breaks_leaves_the_old_checkpoint_and_no_temporary_file(tmp_path, monkeypatch):
+    import os
+
+    import safetensors.torch
+
+    from harness.execution.warm_start import load_checkpoint, save_checkpoint
+
+    path = tmp_path / "checkpoints" / "cell.safetensors"
+    save_checkpoint({"w": torch.ones(2)}, path)
+
+    def breaks(state, filename):
+        with open(filename, "wb") as f:
+            f.write(b"partial")
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", breaks)
+    with pytest.raises(OSError):
+        save_checkpoint({"w": torch.zeros(2)}, path)
+    assert os.listdir(path.parent) == [path.name] and torch.equal(load_checkpoint(path)["w"], torch.ones(2))
+
+
+@pytest.mark.parametrize("where", ["loss", "logits"])
+def test_a_diverged_fine_tune_is_a_failed_cell_not_a_number(where, tiny_pair, demo_data, tmp_path, monkeypatch):
+    from harness.adapters import classification
+
+    (cell,) = tiny_cells(tiny_pair, demo_data)
+    if where == "loss":  # the weights blow up during training
+        real = Runner.forward_logits
+        monkeypatch.setattr(Runner, "forward_logits", staticmethod(lambda m, b: real(m, b) * float("inf")))
+    else:  # training ends, but the model's outputs are not numbers
+        real = classification.finetune.predict
+        monkeypatch.setattr(classification.finetune, "predict", lambda *a: real(*a) * float("nan"))
+    summary = run_local([cell], tmp_path)
+    assert summary.failed == [cell.key] and ResultStore(tmp_path).records() == []
+    assert "FloatingPointError" in summary.errors[cell.key] and "\n" not in summary.errors[cell.key]

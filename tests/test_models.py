@@ -133,3 +133,22 @@ def test_a_named_pair_needs_one_encoder_and_one_decoder(tiny_pair):
     assert {s.pair for s in models.with_pair([enc, dec], "mine")} == {"mine"}
     with pytest.raises(UserError, match="exactly one encoder and one decoder"):
         models.with_pair([enc, enc], "mine")
+
+
+@pytest.mark.parametrize("error", ["We couldn't connect to 'https://huggingface.co' to load the files (timed out)",
+                                   "You are trying to access a gated repo. Make sure to have access to it",
+                                   "main is not a valid git identifier (branch name, tag name or commit id)"])
+def test_only_a_missing_repository_moves_on_to_an_alias(error, monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    spec = models.ettin("encoder-from-decoder", "150m")
+    tried = []
+
+    def load(name):
+        tried.append(name)
+        if name == spec.model_id:
+            raise OSError(error)
+        return "another repository's weights"
+
+    with pytest.raises(UserError) as err:
+        models.load_with_aliases(spec, load)
+    assert tried == [spec.model_id] and spec.model_id in str(err.value) and "\n" not in str(err.value)

@@ -92,3 +92,22 @@ def test_readme_documents_every_leaderboard_column():
     assert set(fixed) <= documented
     for task in ("cola", "wnli", "arc_challenge", "wsc273", *RETRIEVAL_TASKS):
         assert f"`{task}`" in section
+
+
+def test_a_smoke_run_of_another_protocol_keeps_the_paper_row_and_the_write_is_atomic(tmp_path, monkeypatch):
+    import harness.report.leaderboard as leaderboard
+
+    board = tmp_path / "board.csv"
+    put(tmp_path / "paper", "encoder", "17m", "sst2", 0.90)
+    write_leaderboard([tmp_path / "paper"], board)
+    put(tmp_path / "smoke", "encoder", "17m", "sst2", 0.50, limit=48)  # a --limit run: another protocol
+    write_leaderboard([tmp_path / "smoke"], board)
+    rows = read(board)
+    assert len(rows) == 2 and len({r["protocol"] for r in rows}) == 2
+    assert sorted(float(r["sst2"]) for r in rows) == [50.0, 90.0]
+
+    before = board.read_text()
+    monkeypatch.setattr(leaderboard.pd.DataFrame, "to_csv", lambda *a, **k: (_ for _ in ()).throw(OSError("full")))
+    with pytest.raises(OSError):
+        write_leaderboard([tmp_path / "paper"], board)
+    assert board.read_text() == before and [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []

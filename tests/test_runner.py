@@ -178,3 +178,21 @@ def test_warm_start_carries_everything_but_the_label_layer(tiny_pair):
     model = runner.fresh(loaded, seed=1, init_state=state)
     assert torch.equal(model.head.dense.weight, state["head.dense.weight"])
     assert model.classifier.weight.shape[0] == 2 and runner.loads == 1
+
+
+def test_a_checkpoint_missing_backbone_weights_is_an_error_naming_them(tiny_pair, tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from harness.errors import UserError
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_pair["encoder"], broken)
+    (weights,) = broken.glob("*.safetensors")
+    state = load_file(weights)
+    lost = next(k for k in state if "layers.0" in k and k.endswith("weight"))
+    del state[lost]
+    save_file(state, weights, metadata={"format": "pt"})
+    with pytest.raises(UserError, match=r"lacks 1 weight.*layers\.0"):
+        Runner(device="cpu").load(resolve(str(broken)), "sequence-classification", num_labels=2, training=True)

@@ -296,6 +296,68 @@ def test_the_recorder_writes_failures_and_holds_back_user_errors(tiny_pair, demo
     assert store.get(cell.key) is None and tally.user_errors == ["column 'sentence' missing"]
 
 
+def test_a_failing_trial_fails_only_its_live_seeds_and_an_unwritten_record_fails_the_run(tiny_pair, demo_data,
+                                                                                           tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from harness.records import build_record
+    from harness.adapters.base import CellResult
+    from harness.search.recorder import Recorder, Tally
+
+    specs = tasks.select(["sst2"], tasks.load_tasks())
+    model = ModelSpec(model_id=tiny_pair["encoder"], architecture="encoder", name="encoder")
+    done, live = asha_cells(plan.classification_cells([model], specs, "small", {"lr": (1e-3,), "epochs": (1,)},
+                                                      seeds=2, limit=48, data_dir=demo_data))
+    store, tally = ResultStore(tmp_path), Tally()
+    result = CellResult(metrics={"accuracy": 0.75}, headline_metric="accuracy", split="validation", n_examples=8)
+    store.write(build_record(done, result, 1.0, "cpu", None))
+    finished = store.get(done.key)
+    recorder = Recorder([[done, live]], store, AshaSettings(), {}, tally, "x")
+    trial = SimpleNamespace(config={"index": 0}, trial_id="t0", last_result={"time_total_s": 2.0},
+                            get_error=lambda: RuntimeError("CUDA out of memory"))
+    recorder.on_trial_error(0, [], trial)  # a fault that could pass, after --retries
+    assert store.get(done.key) == finished and store.get(live.key)["status"] == "failed"
+    assert tally.failed == [live.key] and tally.code == 1
+
+    tally = Tally()
+    recorder = Recorder([[live]], store, AshaSettings(), {}, tally, "x")
+    monkeypatch.setattr(store, "write", lambda record: (_ for _ in ()).throw(OSError("disk full")))
+    trial.last_result = {"asha_t": 16, "error": "ValueError: bad", "cells": [live.key]}
+    recorder.on_trial_complete(0, [], trial)
+    assert tally.unrecorded and "disk full" in tally.unrecorded[0] and tally.code == 1
+
+
+def test_an_experiment_waits_for_cells_another_run_holds(tiny_pair, demo_data, tmp_path, monkeypatch):
+    import threading
+
+    from harness.execution import ExecutionSettings, RunnerSettings
+    from harness.search.driver import AshaRun
+
+    cell = one_cell(tiny_pair, demo_data)
+    store = ResultStore(tmp_path)
+    fits = []
+
+    class Tuner:  # stands in for Ray Tune: notes that the experiment trained
+        def __init__(self, *a, **k):
+            pass
+
+        def fit(self):
+            fits.append(time.time())
+
+    monkeypatch.setattr(ray.tune, "Tuner", Tuner)
+    held = store.claim(cell.key)  # another run is training this configuration
+    job = AshaRun(store, AshaSettings(), ExecutionSettings(quiet=True), RunnerSettings(device="cpu"))
+    warm = type("Warm", (), {"init_paths": lambda self, g: {}, "checkpoint_paths": lambda self, g: {}})()
+    thread = threading.Thread(target=job.experiment, args=([[cell]], warm, {"cpu": 1, "gpu": 0}, 1))
+    thread.start()
+    time.sleep(1.0)
+    waited = not fits
+    released = time.time()
+    store.release(held)
+    thread.join(30)
+    assert waited and len(fits) == 1 and fits[0] >= released
+
+
 def test_warm_starts_come_from_the_best_configuration_that_completed(tiny_pair, demo_data, tmp_path):
     from harness.adapters.base import CellResult
     from harness.records import build_record

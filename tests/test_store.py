@@ -81,3 +81,28 @@ def test_output_folder_problems_are_user_errors(tmp_path, monkeypatch):
     monkeypatch.setattr(tempfile, "NamedTemporaryFile", refuse)
     with pytest.raises(UserError, match="cannot write to --output-path .*Permission denied"):
         writable_folder(tmp_path / "results")
+
+
+def test_a_failed_record_never_replaces_a_finished_one(tmp_path):
+    store = ResultStore(tmp_path)
+    ok = store.get(put(tmp_path, "encoder", "17m", "sst2", 0.5)["cell_key"])
+    assert store.write({**ok, "status": "failed", "error": "RuntimeError: late"}) is None
+    assert store.get(ok["cell_key"]) == ok
+
+
+def test_a_missing_truncated_or_deep_file_is_a_notice_not_a_crash(tmp_path, capsys):
+    from harness.report import build_report
+
+    store = ResultStore(tmp_path)
+    rows = [{"split": "validation", "idx": i, "pred": i % 2, "label": 0} for i in range(40)]
+    enc = put(tmp_path, "encoder", "17m", "sst2", 0.5, samples=rows)
+    dec = put(tmp_path, "decoder", "17m", "sst2", 0.5, samples=rows)
+    (tmp_path / enc["samples"]).unlink()
+    (tmp_path / dec["samples"]).write_text('{"split": "validation", "idx": 0, "pr')
+    (tmp_path / "records" / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    assert store.read_samples(store.get(enc["cell_key"])) == []
+    report = build_report([tmp_path], n_boot=50)
+    assert sorted(report.frame["cell_key"]) == sorted([enc["cell_key"], dec["cell_key"]])
+    err = capsys.readouterr().err.splitlines()
+    assert any("deep.json" in line and "RecursionError" in line for line in err)
+    assert any(enc["samples"].split("/")[-1] in line for line in err)

@@ -119,7 +119,12 @@ def evaluate(runner: Runner, model, tok, arch: str, spec: TaskSpec, data_dir, li
     n_primary = 0
     for i, ev in enumerate(spec.eval_splits):
         data = encode(tok, arch, spec, ev.split, data_dir, limit, max_length)
-        preds, outputs = predictions(spec, finetune.predict(runner, model, data.ids, tok.pad_token_id))
+        logits = finetune.predict(runner, model, data.ids, tok.pad_token_id)
+        broken = int((~torch.isfinite(logits)).any(-1).sum()) if logits.numel() else 0
+        if broken:  # argmax of NaN is 0: a plausible accuracy from a broken model
+            raise FloatingPointError(f"the model's outputs are not finite on {broken} of {len(logits)} rows of "
+                                     f"{ev.split}")
+        preds, outputs = predictions(spec, logits)
         refs = data.labels.tolist()
         for name, value in metrics.compute(list(spec.metrics), preds, refs).items():
             scores[name + ev.metric_suffix] = value

@@ -139,6 +139,9 @@ def training_steps(runner: Runner, model, config: FinetuneConfig, ids: list[list
             for batch in grouped_batches(lengths, config.batch_size, rng):
                 losses.append(train_step(runner, model, optimizer, [ids[i] for i in batch], labels[batch], pad_id,
                                          loss_fn, config.recipe.max_grad_norm))
+                if not math.isfinite(losses[-1]):  # diverged: every later number would mean nothing
+                    raise FloatingPointError(f"training diverged: loss {losses[-1]} at step {len(losses)} of "
+                                             f"{total_steps} (lr {config.lr:g})")
                 scheduler.step()
                 bar.update(1)
                 if len(losses) in pauses:

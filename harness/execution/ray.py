@@ -8,9 +8,13 @@ every node (driver included) reads.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
+import secrets
+import shutil
 import socket
+import tempfile
 
 from harness.errors import UserError, first_line
 from harness.execution.work import Job, Outcome, execute
@@ -42,14 +46,38 @@ def connect(address: str | None):
         return ray, False
     if address and address != "auto":
         _check_reachable(address)
-    if address is None:  # a local cluster of our own, on loopback: no token authentication, no warning about it
-        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    if address is None:
+        _require_token_auth()
     try:
-        ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+        # "local": a cluster of our own, never one that RAY_ADDRESS or Ray's current-cluster file points at
+        ray.init(address=address or "local", include_dashboard=False, logging_level=logging.WARNING,
+                 log_to_driver=False)
     except ConnectionError as exc:
         raise UserError(f"no Ray cluster at --address {address} ({first_line(exc)}); start one with "
                         "'ray start --head' or leave --address out for a local cluster") from None
     return ray, True
+
+
+def _require_token_auth() -> None:
+    """Token authentication for the cluster this process starts.
+
+    Its processes listen on every interface, and its dashboard agent runs a shell command on an HTTP
+    request: without a token, anyone who reaches the machine runs code as this user. The token is a
+    fresh one in a file only this user can read (0600 in a 0700 folder, removed at exit), unless
+    the user gave one (RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH); the processes Ray starts inherit it.
+    """
+    os.environ["RAY_AUTH_MODE"] = "token"  # also over an inherited "disabled"
+    if not (os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH")):
+        folder = tempfile.mkdtemp(prefix="ettin-ray-auth-")
+        atexit.register(shutil.rmtree, folder, True)
+        path = os.path.join(folder, "auth_token")
+        with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
+            f.write(secrets.token_hex(32))
+        os.environ["RAY_AUTH_TOKEN_PATH"] = path
+    from ray._raylet import AuthenticationTokenLoader, Config
+
+    Config.initialize("")  # Ray reads the mode once per process: make it read it again
+    AuthenticationTokenLoader.instance().reset_cache()
 
 
 def _check_reachable(address: str) -> None:

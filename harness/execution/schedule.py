@@ -195,9 +195,13 @@ class Schedule:
             self._fail(cell, f"metric(s) {', '.join(bad)} not a finite number: {outcome.result.metrics}", outcome,
                        summary)
             return stop
-        samples = self.store.write_samples(cell.key, outcome.result.samples) if outcome.result.samples else None
-        record = build_record(cell, outcome.result, outcome.wall_time_s, outcome.device, samples)
-        self.store.write(record)  # after its checkpoint (saved by the worker), before pruning the losers
+        again = cell.key in self.queue.again and self.store.has(cell.key)
+        if again:  # fine-tuned again for its lost checkpoint: its finished record stays as it is
+            record = self.store.get(cell.key)
+        else:
+            samples = self.store.write_samples(cell.key, outcome.result.samples) if outcome.result.samples else None
+            record = build_record(cell, outcome.result, outcome.wall_time_s, outcome.device, samples)
+            self.store.write(record)  # after its checkpoint (saved by the worker), before pruning the losers
         if self.warm.keeps_state(cell):
             self.warm.prune(cell)
         summary.done.append(cell.key)

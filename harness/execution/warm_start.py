@@ -10,7 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from harness.plan import Cell
-from harness.results import ResultStore
+from harness.results import ResultStore, atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -31,11 +31,11 @@ def _read_checkpoint(path: str, mtime_ns: int) -> dict:
 def save_checkpoint(state: dict, path: str | Path) -> None:
     from safetensors.torch import save_file
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    save_file({k: v.contiguous() for k, v in state.items()}, str(tmp))
-    os.replace(tmp, path)
+    def write(fd: int, tmp: str) -> None:
+        os.close(fd)
+        save_file({k: v.contiguous() for k, v in state.items()}, tmp)
+
+    atomic_write(path, write)
 
 
 class WarmStarts:

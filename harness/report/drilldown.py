@@ -155,12 +155,12 @@ def read_rows(path: Path) -> list[dict] | None:
         return None
     try:
         return json.loads("[" + ",".join(lines) + "]")
-    except ValueError:
+    except (ValueError, RecursionError):
         rows = []
         for line in lines:
             try:
                 rows.append(json.loads(line))
-            except ValueError:
+            except (ValueError, RecursionError):
                 continue
         return rows
 

@@ -1,5 +1,6 @@
 """The leaderboard CSV: one row per (model, revision), a stable column schema (README, "Reports"),
-updated in place: re-exporting replaces a model's row instead of adding another."""
+updated by re-exporting: a row of the same model, revision and protocol is replaced, others are kept;
+the file is replaced in one step."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from pathlib import Path
 import pandas as pd
 
 from harness.errors import UserError
-from harness.report.frame import GENERATIVE_TASKS, GLUE_TASKS, RETRIEVAL_TASKS, SIZE_ORDER, best_scores, load_results, model_scores
+from harness.report.frame import (GENERATIVE_TASKS, GLUE_TASKS, RETRIEVAL_TASKS, SIZE_ORDER, best_scores, load_results,
+                                  model_scores)
+from harness.results import atomic_write_text
 
 KEY = ["model", "revision", "protocol"]
 # The fixed schema, in order; columns of tasks outside GLUE, Table 4 and retrieval follow, sorted by name.
@@ -68,9 +71,12 @@ def write_leaderboard(roots, csv_path: str | os.PathLike) -> pd.DataFrame:
     path = Path(csv_path)
     if path.exists():
         old = _ordered(read_leaderboard(path))
-        fresh = set(zip(new["model"], new["revision"]))  # a model's rows are replaced, whatever their protocol
-        old = old[[k not in fresh for k in zip(old["model"], old["revision"])]]
+        fresh = set(_keys(new))  # a row is replaced only by one of the same model, revision and protocol
+        old = old[[k not in fresh for k in _keys(old)]]
         new = _ordered(pd.concat([old, new], ignore_index=True)) if not old.empty else new
-    path.parent.mkdir(parents=True, exist_ok=True)
-    new.to_csv(path, index=False)
+    atomic_write_text(path, new.to_csv(index=False))
     return new
+
+
+def _keys(board: pd.DataFrame) -> list[tuple]:
+    return list(zip(*(board[c].fillna("").astype(str) for c in KEY)))

@@ -143,6 +143,7 @@ class ModelCache:
             model.generation_config.pad_token_id = tok.pad_token_id
         new_keys = tuple(sorted(set(info.get("missing_keys", ())) | {k[0] if isinstance(k, tuple) else k
                                                                      for k in info.get("mismatched_keys", ())}))
+        check_backbone_loaded(model, new_keys, loaded_id)
         head_from = tuple(sorted(k for k in model.state_dict() if k.startswith("head.") and k not in new_keys)) \
             if head == "sequence-classification" else ()
         pristine = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()} if training else None
@@ -222,6 +223,17 @@ def label_layers(loaded: LoadedModel) -> list[str]:
     n = model.config.num_labels
     return [owner for owner in sorted({k.rsplit(".", 1)[0] for k in loaded.new_keys})
             if isinstance(model.get_submodule(owner), torch.nn.Linear) and model.get_submodule(owner).out_features == n]
+
+
+def check_backbone_loaded(model: torch.nn.Module, new_keys: Sequence[str], name: str) -> None:
+    """Only a head may be new: backbone weights the checkpoint lacks would be random numbers
+    (transformers initialises them with a warning the harness mutes), so they stop the run."""
+    prefix = getattr(model, "base_model_prefix", "") or ""
+    backbone = [k for k in new_keys if prefix and k.startswith(prefix + ".")]
+    if backbone:
+        shown = ", ".join(backbone[:5]) + (f" and {len(backbone) - 5} more" if len(backbone) > 5 else "")
+        raise UserError(f"the checkpoint '{name}' lacks {len(backbone)} weight(s) of the model ({shown}); they "
+                        "would be random: pass a complete checkpoint")
 
 
 def label_keys(loaded: LoadedModel) -> list[str]:

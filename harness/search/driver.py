@@ -61,12 +61,22 @@ class AshaRun:
         self.tally = Tally()
 
     def experiment(self, trials: list[list[Cell]], warm: AshaWarmStarts, resources: dict, concurrency) -> None:
+        group = [c for trial in trials for c in trial]
+        # claimed as a grid run claims its cells (in one order, so two runs never hold each other's):
+        # a second run into this folder waits, then replays what the first one recorded
+        claims = [self.store.claim(key, wait=True) for key in sorted({c.key for c in group})]
+        try:
+            self._experiment(trials, group, warm, resources, concurrency)
+        finally:
+            for claim in claims:
+                self.store.release(claim)
+
+    def _experiment(self, trials, group, warm, resources, concurrency) -> None:
         from ray import tune
         from ray.tune.schedulers import ASHAScheduler
 
         from harness.search.recorder import Recorder, stored_trials
 
-        group = [c for trial in trials for c in trial]
         stored = stored_trials(self.store, group, self.asha)
         name = experiment_name(trials)
         recorder = Recorder(trials, self.store, self.asha, stored, self.tally, name)
@@ -126,7 +136,9 @@ def run(cells: list[Cell], execution: ExecutionSettings, runner: RunnerSettings,
     say(f"ettin-eval: ASHA: {tally.line()}")
     for key in tally.failed[:10]:
         say(f"  failed: {key}: {tally.errors.get(key)}")
-    code = 1 if tally.failed else 0
+    for line in tally.unrecorded[:10]:
+        say(f"  not recorded: {line}")
+    code = tally.code
     if others:
         executor = make_executor(execution, runner)
         try:

@@ -33,6 +33,7 @@ class Tally:
     replayed: list[str] = field(default_factory=list)  # settled from the store, not trained again
     errors: dict[str, str] = field(default_factory=dict)
     user_errors: list[str] = field(default_factory=list)  # failures the user must fix: the run stops (exit 2)
+    unrecorded: list[str] = field(default_factory=list)  # trials whose records could not be written: exit 1
     train_tokens: int = 0  # trained in this run
     full_train_tokens: int = 0  # what the grid would train for every configuration settled here
     search_train_tokens: int = 0  # what ASHA trained for them, this run and the runs it resumes
@@ -44,7 +45,14 @@ class Tally:
             text += (f"; training tokens {self.search_train_tokens:,} = "
                      f"{self.search_train_tokens / self.full_train_tokens:.1%} of the full grid's "
                      f"{self.full_train_tokens:,}")
+        if self.unrecorded:
+            text += f"; {len(self.unrecorded)} trials NOT RECORDED"
         return text
+
+    @property
+    def code(self) -> int:
+        """The run's exit code: 1 when a configuration failed or a record could not be written."""
+        return 1 if self.failed or self.unrecorded else 0
 
 
 def trial_error(trial) -> str:
@@ -123,8 +131,9 @@ class Recorder(tune.Callback):
                     self.settle(cell, {**entry, "asha_t": last["asha_t"], "configuration_score": last["score"],
                                        "time_total_s": (last.get("time_total_s") or 0.0) / len(cells)},
                                 history.get(cell.key, []))
-        except Exception:  # a callback that raises would end the whole experiment
+        except Exception as exc:  # a callback that raises would end the whole experiment: the run fails at its end
             log.exception("could not record trial %s", trial.trial_id)
+            self.tally.unrecorded.append(f"trial {trial.trial_id}: {one_line(exc)}")
 
     def on_trial_error(self, iteration, trials, trial, **info):
         """A trial that raised more than --retries times (a fault that can pass, e.g. out of memory)."""
@@ -132,6 +141,8 @@ class Recorder(tune.Callback):
             self.fail(cell, trial_error(trial), (trial.last_result or {}).get("time_total_s", 0.0))
 
     def fail(self, cell, error: str, wall_time_s: float, user_error: bool = False) -> None:
+        if self.store.has(cell.key):  # a finished seed (stored earlier, or replayed) stays finished
+            return
         if user_error:  # the user's to fix: no record (as in a grid run); the run stops after this experiment
             self.tally.user_errors.append(error)
             return
