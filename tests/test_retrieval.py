@@ -226,3 +226,29 @@ def test_retrieval_cells_and_their_identity():
     for other in (replace(paper.config, pooling="mean"), replace(paper.config, eos="append"),
                   replace(paper.config, max_length=256)):
         assert replace(paper, config=other).protocol_key != paper.protocol_key
+
+
+def test_the_bill_prices_training_and_scoring_tokens_of_retrieval_cells(beir):
+    from harness import plan
+    from harness.configs import EmbeddingConfig
+    from harness.cost import TOKENS_PER_WORD, cell_cost
+    from harness.models import ModelSpec
+    from harness.retrieval.spec import load_retrieval_tasks
+
+    spec = load_retrieval_tasks()["retrieval_demo"]
+    source = plan.data_source(str(beir.parent), [spec.name], None)
+    model = [ModelSpec(model_id="m", architecture="encoder")]
+    [cell] = plan.retrieval_cells(model, [spec], EmbeddingConfig(), {"batch_size": (16,), "epochs": (2,)},
+                                  sources={spec.name: source})
+    cost = cell_cost(cell)
+    words = lambda text: TOKENS_PER_WORD * len(text.split()) + 2  # noqa: E731
+    corpus = [json.loads(l)["text"] for l in (beir / "corpus.jsonl").read_text().splitlines()]
+    queries = {json.loads(l)["_id"]: json.loads(l)["text"] for l in (beir / "queries.jsonl").read_text().splitlines()}
+    test = [l.split("\t")[0] for l in (beir / "qrels" / "test.tsv").read_text().splitlines()[1:]]
+    train = [l.split("\t")[:2] for l in (beir / "qrels" / "train.tsv").read_text().splitlines()[1:]]
+    documents = dict(zip([json.loads(l)["_id"] for l in (beir / "corpus.jsonl").read_text().splitlines()], corpus))
+    assert cost.score_tokens == pytest.approx(sum(map(words, corpus)) + sum(words(queries[q]) for q in test))
+    assert cost.train_tokens == pytest.approx(2 * sum(words(queries[q]) + words(documents[d]) for q, d in train))
+    assert (cost.train_rows, cost.steps) == (48, 2 * 3)
+    [zero] = plan.retrieval_cells(model, [spec], EmbeddingConfig(protocol="zero-shot"), sources={spec.name: source})
+    assert cell_cost(zero).train_tokens == 0 and cell_cost(zero).score_tokens == cost.score_tokens
