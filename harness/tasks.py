@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -95,7 +96,7 @@ def parse_task(data: dict, source: str = "<dict>") -> TaskSpec:
     text_fields = tuple(_as_list(data["text_fields"]))
     if not 1 <= len(text_fields) <= 2:
         raise UserError(f"task file {source}: text_fields must name one or two columns")
-    name = str(data["task"])
+    name = check_task_name(str(data["task"]), f"task file {source}")
     known = suite().tasks.get(name)
     headline = data.get("headline_metric") or (known.headline if known else metrics[0])
     if headline not in metrics:
@@ -120,6 +121,17 @@ def parse_task(data: dict, source: str = "<dict>") -> TaskSpec:
         source=source,
         extra={k: v for k, v in data.items() if k not in fields},
     )
+
+
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}")
+
+
+def check_task_name(name: str, where: str) -> str:
+    """``name``, refused unless it is safe as one path component (it names record and samples files)."""
+    if not SAFE_NAME.fullmatch(name) or ".." in name:
+        raise UserError(f"{where}: task name {name!r} is not allowed; use letters, digits, '_', '-', '.' or '+' "
+                        "(no '/', no '..')")
+    return name
 
 
 def _read_yaml(path: Path):
