@@ -40,10 +40,14 @@ def notice(text: str) -> None:
         sys.stderr.write(f"ettin-eval: {text}\n")
 
 
-def _umask() -> int:
+def _read_umask() -> int:
+    """The process's umask, read once: toggling it per write races with threads creating files."""
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+_UMASK = _read_umask()
 
 
 def writable_folder(root: str | os.PathLike, flag: str = "--output-path") -> Path:
@@ -85,7 +89,7 @@ def atomic_write(path: str | os.PathLike, write) -> None:
         raise UserError(f"cannot write {path} ({exc.strerror or exc}); make the results folder writable") from None
     try:
         write(fd, tmp)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

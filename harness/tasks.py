@@ -86,7 +86,12 @@ def parse_task(data: dict, source: str = "<dict>") -> TaskSpec:
     label_type = data["label_type"]
     if label_type not in ("classification", "regression"):
         raise UserError(f"task file {source}: label_type must be classification or regression, not '{label_type}'")
-    num_labels = int(data.get("num_labels", 1 if label_type == "regression" else 2))
+    num_labels = data.get("num_labels", 1 if label_type == "regression" else 2)
+    least = 1 if label_type == "regression" else 2
+    if isinstance(num_labels, bool) or not isinstance(num_labels, int) or not least <= num_labels <= MAX_LABELS \
+            or (label_type == "regression" and num_labels != 1):
+        raise UserError(f"task file {source}: num_labels must be a whole number from {least} to "
+                        f"{1 if label_type == 'regression' else MAX_LABELS}, not {num_labels!r}")
     metrics = tuple(_as_list(data["metrics"]))
     unknown = [m for m in metrics if m not in METRICS]
     if unknown:
@@ -123,6 +128,7 @@ def parse_task(data: dict, source: str = "<dict>") -> TaskSpec:
     )
 
 
+MAX_LABELS = 10_000  # a label layer of hidden x num_labels; more is a typo, not a task
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}")
 
 
