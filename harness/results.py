@@ -40,10 +40,14 @@ def notice(text: str) -> None:
         sys.stderr.write(f"ettin-eval: {text}\n")
 
 
-def _umask() -> int:
+def _read_umask() -> int:
+    """The process's umask, read once: toggling it per write races with threads creating files."""
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+_UMASK = _read_umask()
 
 
 def writable_folder(root: str | os.PathLike, flag: str = "--output-path") -> Path:
@@ -85,7 +89,7 @@ def atomic_write(path: str | os.PathLike, write) -> None:
         raise UserError(f"cannot write {path} ({exc.strerror or exc}); make the results folder writable") from None
     try:
         write(fd, tmp)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -158,12 +162,23 @@ class ResultStore:
         atomic_write_text(path, "".join(json.dumps(r, default=_json_default) + "\n" for r in rows))
         return str(path.relative_to(self.root))
 
+    def samples_of(self, record: dict) -> Path | None:
+        """The record's samples file, only where it lies under ``samples/`` (a record names it; a
+        record from elsewhere must not pull another file into a report)."""
+        rel = record.get("samples")
+        if not isinstance(rel, str) or not rel:
+            return None
+        path = (self.root / rel).resolve()
+        if not path.is_relative_to(self.samples_dir.resolve()):
+            notice(f"skipping the samples of {record.get('cell_key')}: '{rel}' is not under {self.samples_dir}")
+            return None
+        return path
+
     def read_samples(self, record: dict) -> list[dict]:
         """The record's per-example rows; a missing or damaged file is a one-line notice and no rows."""
-        rel = record.get("samples")
-        if not rel:
+        path = self.samples_of(record)
+        if path is None:
             return []
-        path = self.root / rel
         try:
             with open(path, encoding="utf-8") as f:
                 return [json.loads(line) for line in f if line.strip()]

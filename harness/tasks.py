@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -85,7 +86,12 @@ def parse_task(data: dict, source: str = "<dict>") -> TaskSpec:
     label_type = data["label_type"]
     if label_type not in ("classification", "regression"):
         raise UserError(f"task file {source}: label_type must be classification or regression, not '{label_type}'")
-    num_labels = int(data.get("num_labels", 1 if label_type == "regression" else 2))
+    num_labels = data.get("num_labels", 1 if label_type == "regression" else 2)
+    least = 1 if label_type == "regression" else 2
+    if isinstance(num_labels, bool) or not isinstance(num_labels, int) or not least <= num_labels <= MAX_LABELS \
+            or (label_type == "regression" and num_labels != 1):
+        raise UserError(f"task file {source}: num_labels must be a whole number from {least} to "
+                        f"{1 if label_type == 'regression' else MAX_LABELS}, not {num_labels!r}")
     metrics = tuple(_as_list(data["metrics"]))
     unknown = [m for m in metrics if m not in METRICS]
     if unknown:
@@ -95,7 +101,7 @@ def parse_task(data: dict, source: str = "<dict>") -> TaskSpec:
     text_fields = tuple(_as_list(data["text_fields"]))
     if not 1 <= len(text_fields) <= 2:
         raise UserError(f"task file {source}: text_fields must name one or two columns")
-    name = str(data["task"])
+    name = check_task_name(str(data["task"]), f"task file {source}")
     known = suite().tasks.get(name)
     headline = data.get("headline_metric") or (known.headline if known else metrics[0])
     if headline not in metrics:
@@ -120,6 +126,18 @@ def parse_task(data: dict, source: str = "<dict>") -> TaskSpec:
         source=source,
         extra={k: v for k, v in data.items() if k not in fields},
     )
+
+
+MAX_LABELS = 10_000  # a label layer of hidden x num_labels; more is a typo, not a task
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}")
+
+
+def check_task_name(name: str, where: str) -> str:
+    """``name``, refused unless it is safe as one path component (it names record and samples files)."""
+    if not SAFE_NAME.fullmatch(name) or ".." in name:
+        raise UserError(f"{where}: task name {name!r} is not allowed; use letters, digits, '_', '-', '.' or '+' "
+                        "(no '/', no '..')")
+    return name
 
 
 def _read_yaml(path: Path):

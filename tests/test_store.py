@@ -55,15 +55,23 @@ def test_frame_and_samples(tmp_path):
         load_frame(tmp_path / "missing")
 
 
-def test_files_follow_the_umask_so_shared_folders_stay_readable(tmp_path):
-    old = os.umask(0o022)
-    try:
-        store = ResultStore(tmp_path)
-        key = put(tmp_path, "encoder", "17m", "sst2", 0.5, samples=[{"idx": 0}])["cell_key"]
-        for path in (store.record_path(key), tmp_path / "samples" / f"{key}.jsonl"):
-            assert stat.S_IMODE(path.stat().st_mode) == 0o644, path
-    finally:
-        os.umask(old)
+def test_files_follow_the_umask_so_shared_folders_stay_readable(tmp_path, monkeypatch):
+    import harness.results as results
+
+    monkeypatch.setattr(results, "_UMASK", 0o022)  # the umask the process started with
+    store = ResultStore(tmp_path)
+    key = put(tmp_path, "encoder", "17m", "sst2", 0.5, samples=[{"idx": 0}])["cell_key"]
+    for path in (store.record_path(key), tmp_path / "samples" / f"{key}.jsonl"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644, path
+
+
+def test_a_write_never_changes_the_process_umask(tmp_path, monkeypatch):
+    # umask(0) then back, per write, leaves a window where another thread creates world-writable files
+    calls = []
+    real = os.umask
+    monkeypatch.setattr(os, "umask", lambda mask: calls.append(mask) or real(mask))
+    put(tmp_path, "encoder", "17m", "sst2", 0.5, samples=[{"idx": 0}])
+    assert calls == []
 
 
 def test_output_folder_problems_are_user_errors(tmp_path, monkeypatch):
@@ -106,3 +114,22 @@ def test_a_missing_truncated_or_deep_file_is_a_notice_not_a_crash(tmp_path, caps
     err = capsys.readouterr().err.splitlines()
     assert any("deep.json" in line and "RecursionError" in line for line in err)
     assert any(enc["samples"].split("/")[-1] in line for line in err)
+
+
+@pytest.mark.parametrize("value", ["two", 10**9, 1.5, True, 0])
+def test_num_labels_must_be_a_sane_whole_number(value, tmp_path):
+    from harness.tasks import load_tasks
+
+    (tmp_path / "mine.yaml").write_text(
+        "adapter: classification\ntask: mine\ndataset_path: x\ntrain_split: train\neval_splits: [validation]\n"
+        f"text_fields: [sentence]\nlabel_type: classification\nmetrics: [accuracy]\nnum_labels: {value}\n")
+    with pytest.raises(UserError, match="num_labels must be a whole number from 2 to"):
+        load_tasks([str(tmp_path)])
+
+
+def test_more_masks_than_a_row_holds_is_an_error_not_a_negative_index():
+    from harness.lm.encoder import mask_append_row
+
+    assert mask_append_row([1, 5, 6, 7], 9, 2, 3, max_length=6) == ([1, 7, 9, 9, 9, 2], 2)
+    with pytest.raises(UserError, match="--num-masks 5 leaves no room"):
+        mask_append_row([1, 5, 6, 7], 9, 2, 5, max_length=6)

@@ -54,6 +54,9 @@ def mask_append_row(seq: list[int], mask_id: int, sep_id: int, num_masks: int, m
                     max_length: int | None = None) -> tuple[list[int], int]:
     """(``seq [MASK] x num_masks [SEP]``, the position read: the first [MASK], or the one before it
     with ``mntp``). Over ``max_length``, the oldest tokens after the first ([CLS]) go."""
+    if max_length and num_masks + 2 + int(mntp) > max_length:  # the read position would fall off the row
+        raise UserError(f"--num-masks {num_masks} leaves no room for text in a row of at most {max_length} tokens; "
+                        f"use fewer masks or a longer --max-length")
     ids = list(seq) + [mask_id] * num_masks + [sep_id]
     if max_length and len(ids) > max_length:
         ids = ids[:1] + ids[len(ids) - max_length + 1:]

@@ -13,6 +13,7 @@ from pathlib import Path
 from harness.bundled import tasks_dir
 from harness.configs import fingerprint_folders
 from harness.errors import UserError, first_line, one_line
+from harness.tasks import check_task_name
 from harness.suite import TWIN_SUFFIX, suite
 
 # Folder names under --data-dir that hold a task's files, besides the task's own name.
@@ -103,7 +104,7 @@ def expand_tasks(names: list[str], include_paths: list[str] | None = None) -> li
                     member = member.get("task") or member.get("group")
                 visit(member, name)
         elif name not in out:
-            out.append(name)
+            out.append(check_task_name(name, f"lm-eval task in group '{parent}'" if parent else "--tasks"))
 
     for n in names:
         visit(n, None)

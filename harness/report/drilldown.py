@@ -20,6 +20,7 @@ import pandas as pd
 from scipy.stats import binomtest
 
 from harness.report.frame import display
+from harness.results import ResultStore
 
 MAX_EXAMPLES = 200  # disagreements kept per pair in the page (a random sample beyond that)
 MAX_INPUT = 600  # characters of an input kept in the page
@@ -167,9 +168,10 @@ def read_rows(path: Path) -> list[dict] | None:
 
 def examples_of(record: dict) -> Samples | None:
     """The per-example outputs of one record's samples (its scored split only); None when none were kept."""
-    if not isinstance(record.get("samples"), str):
+    path = ResultStore(record["results_dir"]).samples_of(record)
+    if path is None:
         return None
-    rows = read_rows(Path(record["results_dir"]) / record["samples"])
+    rows = read_rows(path)
     if rows is None:
         return None
     out = {}

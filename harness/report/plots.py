@@ -17,6 +17,7 @@ import re
 from pathlib import Path
 
 import matplotlib
+import matplotlib.text
 import numpy as np
 import pandas as pd
 from matplotlib.colors import LinearSegmentedColormap
@@ -36,6 +37,13 @@ AVERAGE_COLUMNS = {GLUE_AVG: "glue_avg", GEN_AVG: "gen_avg"}
 AVERAGE_FAMILY = {GLUE_AVG: "glue", GEN_AVG: "generative"}
 DODGE = {"encoder": 10 ** -0.012, "decoder": 10 ** 0.012}  # x factor: about 3% apart on the log axis
 ETTIN_FAMILIES = ("ettin", "ettin-cross")
+
+
+def plain_text(fig: Figure) -> Figure:
+    """Every label drawn as written: a '$' in a model or pair name is not math text."""
+    for text in fig.findobj(matplotlib.text.Text):
+        text.set_parse_math(False)
+    return fig
 
 
 def _save(fig: Figure, stem: str | Path) -> list[str]:
@@ -205,7 +213,7 @@ def scaling_figure(best: pd.DataFrame) -> Figure:
         ax.set_visible(False)
     fig.get_layout_engine().set(rect=(0, 0, 1, 1 - 0.6 / (3.3 * nrows + 0.6)))
     _legend(fig, axes)
-    return fig
+    return plain_text(fig)
 
 
 def figure1_figure(best: pd.DataFrame, reference: pd.DataFrame | None = None) -> Figure:
@@ -228,7 +236,7 @@ def figure1_figure(best: pd.DataFrame, reference: pd.DataFrame | None = None) ->
             log_axis(ax, xs)
     fig.get_layout_engine().set(rect=(0, 0, 1, 0.9))
     _legend(fig, axes)
-    return fig
+    return plain_text(fig)
 
 
 def gap_heatmap_figure(table: pd.DataFrame, sig: pd.DataFrame | None = None) -> Figure:
@@ -266,7 +274,7 @@ def gap_heatmap_figure(table: pd.DataFrame, sig: pd.DataFrame | None = None) -> 
     title = "encoder - decoder (points; blue: encoder better)" if finite.size else "no encoder-decoder pairs"
     ax.set_title(title + (f"\nhatched, {DAGGER}: not significant (paired bootstrap)" if marks else ""))
     fig.colorbar(image, ax=ax, label="gap (x100)")
-    return fig
+    return plain_text(fig)
 
 
 def plot_scaling(best: pd.DataFrame, stem: str | Path) -> list[str]:

@@ -118,7 +118,11 @@ def _md(header: list, rows: list) -> str:
     return "\n".join(lines)
 
 
+TEX_SPECIALS = {"\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "$": r"\$", "&": r"\&", "%": r"\%", "#": r"\#",
+                "_": r"\_", "^": r"\textasciicircum{}", "~": r"\textasciitilde{}"}
+
+
 def _tex(text: str) -> str:
-    for a, b in (("\\", r"\textbackslash{}"), ("_", r"\_"), ("&", r"\&"), ("%", r"\%"), ("#", r"\#")):
-        text = text.replace(a, b)
-    return text
+    """``text`` as literal TeX: each of TeX's special characters escaped (one pass, so an
+    escape's own braces are not escaped again)."""
+    return "".join(TEX_SPECIALS.get(ch, ch) for ch in str(text))
