@@ -28,9 +28,11 @@ import re
 from dataclasses import dataclass, field
 
 from harness.configs import EmbeddingConfig, FinetuneConfig
+from harness.estimates import TOKENS_PER_WORD, CellCost, estimate_row
 from harness.models import PARAMETERS
 from harness.plan import Cell
 from harness.results import ResultStore
+from harness.retrieval.cost import retrieval_cost
 
 # name: (label, bf16 dense peak FLOP/s without sparsity, source)
 GPUS = {
@@ -51,7 +53,6 @@ DEFAULT_GPU, DEFAULT_UTILIZATION = "h100", 0.4
 LAUNCH_S_PER_LAYER_STEP = 0.6e-3
 CELL_OVERHEAD_S = 3.0
 SCORING_SPEEDUP = 3.0  # measured mode: scoring runs at 3x the training tokens/s (2N vs 6N FLOPs per token)
-TOKENS_PER_WORD = 1.3
 
 # GLUE on the hub (nyu-mll/glue, split sizes as its dataset card lists them): train rows, eval split
 # rows, tokens per train row, tokens per eval row. Tokens per row: 1.3 x words + special tokens,
@@ -127,12 +128,6 @@ def _local_tokenizer(spec):
         return None
 
 
-def estimate_row(texts: list[str], max_length: int) -> float:
-    """1.3 tokens per whitespace-separated word plus the template's special tokens, at most max_length."""
-    specials = 2 if len(texts) == 1 else 3
-    return min(float(max_length), TOKENS_PER_WORD * sum(len(t.split()) for t in texts) + specials)
-
-
 @functools.lru_cache(maxsize=None)
 def _local_split(spec, split: str, folder: str, limit: int | None, max_length: int, model) -> Split:
     from harness.tasks import load_split
@@ -164,59 +159,6 @@ def split_tokens(cell: Cell, split: str, train: bool) -> Split | None:
     rows = min(rows, data.limit) if data.limit else rows
     per_row = min(per_train if train else per_eval, cell.config.max_length)
     return Split(rows, rows * per_row, "hub row count x tokens per row (harness/cost.py GLUE_HUB)")
-
-
-@dataclass
-class CellCost:
-    train_tokens: float
-    score_tokens: float
-    steps: int
-    train_rows: int
-    sources: tuple[str, ...]
-
-
-# Retrieval tasks on the hub: corpus documents, evaluation queries, words per document and per query
-# (BEIR, Thakur et al. 2021, Table 1); the MS MARCO training triplets of the Ettin authors' recipe
-# are 1.25 M (query, positive, negative) rows of MS MARCO passages.
-RETRIEVAL_HUB = {"msmarco": (8_841_823, 6_980, 56.0, 5.96), "scifact": (5_183, 300, 213.63, 12.37)}
-MSMARCO_WORDS = (5.96, 56.0)  # query, passage
-
-
-def retrieval_cost(cell: Cell) -> CellCost | None:
-    """Training tokens (each pair or triplet once per epoch) and scoring tokens (the corpus and the
-    judged queries, each embedded once) of a retrieval cell; 1.3 tokens per word where not counted."""
-    from harness.retrieval.beir import document_text, read_split, training_pairs
-
-    task, config, data = cell.task, cell.config, cell.data
-    cap = config.max_length or 512
-    sources = []
-    if data.folder:
-        split = read_split(f"{data.folder}/{task.name}", task.eval_split, data.limit)
-        score = sum(estimate_row([document_text(d)], cap) for d in split.corpus.values()) + \
-            sum(estimate_row([q], cap) for q in split.queries.values())
-        sources.append("estimated from the local BEIR folder: 1.3 x words + special tokens")
-    elif task.name in RETRIEVAL_HUB:
-        docs, queries, doc_words, query_words = RETRIEVAL_HUB[task.name]
-        score = docs * min(cap, TOKENS_PER_WORD * doc_words + 2) + queries * min(cap, TOKENS_PER_WORD * query_words + 2)
-        sources.append("BEIR Table 1 sizes x tokens per word (harness/cost.py RETRIEVAL_HUB)")
-    else:
-        return None
-    rows, train = 0, 0.0
-    if config.fine_tuned:
-        if task.training:
-            rows = min(task.training.get("rows") or 0, data.limit or 10**12)
-            query, passage = MSMARCO_WORDS
-            train = rows * (min(cap, TOKENS_PER_WORD * query + 2) + 2 * min(cap, TOKENS_PER_WORD * passage + 2))
-            sources.append("MS MARCO triplets: rows x (query + 2 passages) tokens")
-        elif task.train_split and data.folder:
-            pairs = training_pairs(f"{data.folder}/{task.name}", task.train_split)[:data.limit]
-            rows = len(pairs)
-            train = sum(estimate_row([q], cap) + estimate_row([d], cap) for q, d in pairs)
-        else:
-            return None
-    return CellCost(train_tokens=train * (config.epochs if config.fine_tuned else 0), score_tokens=score,
-                    steps=math.ceil(rows / config.batch_size) * config.epochs if rows else 0, train_rows=rows,
-                    sources=tuple(sources))
 
 
 def cell_cost(cell: Cell) -> CellCost | None:

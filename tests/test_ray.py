@@ -89,3 +89,33 @@ def test_the_cli_runs_on_ray_and_resumes_locally(cluster, tiny_pair, demo_data, 
     assert "on Ray cluster (local): 0 GPUs, 1 CPU per cell, 2 cells at a time" in out and "2 cells run" in out
     assert run_cli(*argv) == 0  # the local executor reads what the Ray run wrote
     assert "0 cells run, 2 already in the store, 0 failed; 0 model loads" in capsys.readouterr().out
+
+
+def test_retrieval_cells_on_ray_equal_local_ones(cluster, tiny_pair, tmp_path):
+    from harness import plan
+    from harness.configs import EmbeddingConfig
+    from harness.demo_data import write_retrieval
+    from harness.models import ModelSpec
+    from harness.retrieval.spec import load_retrieval_tasks
+
+    data = write_retrieval(tmp_path / "data")
+    spec = load_retrieval_tasks()["retrieval_demo"]
+    source = plan.data_source(str(data), [spec.name], None)
+    models = [ModelSpec(model_id=tiny_pair[a], architecture=a, name=a) for a in ("encoder", "decoder")]
+    cells = plan.retrieval_cells(models, [spec], EmbeddingConfig(), {"lr": (3e-3,), "batch_size": (16,),
+                                 "epochs": (2,)}, sources={spec.name: source})
+    cells += plan.retrieval_cells(models, [spec], EmbeddingConfig(protocol="zero-shot"), sources={spec.name: source})
+    local = run_local(cells, tmp_path / "local")
+    remote = run_ray(cells, tmp_path / "ray")
+    assert len(remote.done) == len(local.done) == 4 and not remote.failed
+
+    def records(name):
+        return {r["cell_key"]: r for r in ResultStore(tmp_path / name).records()}
+
+    mine, theirs = records("local"), records("ray")
+    for key in mine:  # the same numbers wherever a cell runs: training is seeded, scoring deterministic
+        assert mine[key]["metrics"] == pytest.approx(theirs[key]["metrics"], abs=1e-6), key
+        assert mine[key].get("training", {}).get("train_loss") == \
+            pytest.approx(theirs[key].get("training", {}).get("train_loss"), abs=1e-6)
+    assert sorted(p.name for p in (tmp_path / "ray" / "checkpoints").iterdir()) == \
+        sorted(p.name for p in (tmp_path / "local" / "checkpoints").iterdir())

@@ -136,14 +136,22 @@ def test_a_text_is_embedded_once_per_model_and_settings(tiny_pair):
 
 # --- fine-tuned: both architectures learn; the best embedder is kept -------------------------
 
-def test_fine_tuned_pair_learns_what_zero_shot_misses(tiny_pair, beir, tmp_path):
+@pytest.fixture(scope="module")
+def pair_runs(tiny_pair, tmp_path_factory):
+    """The tiny pair zero-shot and fine-tuned on the synthetic set (one configuration, one seed)."""
+    root = tmp_path_factory.mktemp("retrieval-runs")
+    data = write_retrieval(root / "data")
     base = ["--model", tiny_pair["encoder"], "--model", tiny_pair["decoder"], "--pair", "tiny",
-            "--tasks", "retrieval_demo", "--data-dir", beir.parent, "--quiet"]
-    assert run_cli("run", *base, "--zero-shot", "--output-path", tmp_path / "zero") == 0
+            "--tasks", "retrieval_demo", "--data-dir", data, "--quiet"]
+    assert run_cli("run", *base, "--zero-shot", "--output-path", root / "zero") == 0
     assert run_cli("run", *base, "--lr", "3e-3", "--epochs", "10", "--batch-size", "16",
-                   "--output-path", tmp_path / "tuned") == 0
-    zero = {r["architecture"]: r for r in records(tmp_path / "zero")}
-    tuned = {r["architecture"]: r for r in records(tmp_path / "tuned")}
+                   "--output-path", root / "tuned") == 0
+    return root / "zero", root / "tuned"
+
+
+def test_fine_tuned_pair_learns_what_zero_shot_misses(pair_runs):
+    zero = {r["architecture"]: r for r in records(pair_runs[0])}
+    tuned = {r["architecture"]: r for r in records(pair_runs[1])}
     for arch, pooling in (("encoder", "mean"), ("decoder", "lasttoken")):
         z, t = zero[arch]["metrics"]["ndcg_at_10"], tuned[arch]["metrics"]["ndcg_at_10"]
         assert t > z + 0.15, (arch, z, t)  # test queries name pairs never trained on
@@ -152,8 +160,36 @@ def test_fine_tuned_pair_learns_what_zero_shot_misses(tiny_pair, beir, tmp_path)
         assert tuned[arch]["training"]["data"] == "retrieval_demo train judgements"
         assert tuned[arch]["training"]["train_rows"] == 48 and tuned[arch]["training"]["steps"] == 30
         # the fine-tuned embedder is a cell output, keyed by the cell
-        assert (tmp_path / "tuned" / "checkpoints" / f"{tuned[arch]['cell_key']}.safetensors").exists()
+        assert (pair_runs[1] / "checkpoints" / f"{tuned[arch]['cell_key']}.safetensors").exists()
     assert zero["encoder"]["protocol_key"] != tuned["encoder"]["protocol_key"]
+
+
+def test_report_pairs_the_architectures_by_query(pair_runs):
+    from harness.report import build_report
+    from harness.report.drilldown import pairs
+    from harness.report.frame import task_order
+    from harness.report.plots import figure1_figure
+    from harness.report.reference import load_reference
+
+    tuned = pair_runs[1]
+    report = build_report([tuned], n_boot=200)
+    by_arch = {r["architecture"]: r for r in records(tuned)}
+    per_query = {a: {row["query_id"]: row["ndcg_at_10"] for row in samples_of(tuned, r)} for a, r in by_arch.items()}
+    [sig] = report.significance[report.significance["task"] == "retrieval_demo"].to_dict("records")
+    direct_gap = np.mean([per_query["encoder"][q] - per_query["decoder"][q] for q in per_query["encoder"]])
+    assert sig["n_examples"] == 48 and sig["gap"] == pytest.approx(100 * direct_gap, abs=1e-3)
+    assert sig["gap_lo"] <= sig["gap"] <= sig["gap_hi"]
+    order = [(row, task) for row in report.table.index for _, task in task_order(report.best)]
+    [entry] = [e for e in pairs(report.frame, report.best, order) if e["task"] == "retrieval_demo"]
+    assert entry["kind"] == "retrieval" and entry["n"] == 48
+    diffs = sorted((abs(per_query["encoder"][q] - per_query["decoder"][q]) for q in per_query["encoder"]),
+                   reverse=True)
+    first = entry["examples"][0]  # [id, query, relevant, encoder's nDCG and top documents, ...]
+    assert abs(per_query["encoder"][first[0]] - per_query["decoder"][first[0]]) == pytest.approx(diffs[0])
+    assert first[1].startswith("which ") and "top: d" in first[3]
+    figure = figure1_figure(report.best, load_reference())
+    titles = [ax.get_title() for ax in figure.axes]
+    assert any("MS MARCO" in t for t in titles) and len(titles) == 3
 
 
 # --- the EOS policy ---------------------------------------------------------------------------
@@ -181,6 +217,20 @@ def test_eos_append_pools_at_an_appended_eos_token(tiny_pair):
     encoder = ModelSpec(model_id=tiny_pair["encoder"], architecture="encoder")
     with pytest.raises(UserError, match="only last-token pooling reads"):
         runner.embedder(encoder, EmbedSettings(eos="append"))
+
+
+def test_eos_append_with_a_tokenizer_without_eos_is_refused(tiny_pair, beir, tmp_path, capsys):
+    model = tmp_path / "no-eos"
+    shutil.copytree(tiny_pair["decoder"], model)
+    config = json.loads((model / "tokenizer_config.json").read_text())
+    config.pop("eos_token")
+    (model / "tokenizer_config.json").write_text(json.dumps(config))
+    out = tmp_path / "out"
+    code = run_cli("run", "--model", model, "--tasks", "retrieval_demo", "--zero-shot", "--embed-eos", "append",
+                   "--data-dir", beir.parent, "--output-path", out, "--quiet")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and "has no EOS token" in err[-1] and "--embed-eos none" in err[-1]
+    assert not glob.glob(f"{out}/records/*.json")
 
 
 # --- a user's own task: the shipped spec copied with another name and folder -------------------
@@ -231,7 +281,8 @@ def test_retrieval_cells_and_their_identity():
 def test_the_bill_prices_training_and_scoring_tokens_of_retrieval_cells(beir):
     from harness import plan
     from harness.configs import EmbeddingConfig
-    from harness.cost import TOKENS_PER_WORD, cell_cost
+    from harness.cost import cell_cost
+    from harness.estimates import TOKENS_PER_WORD
     from harness.models import ModelSpec
     from harness.retrieval.spec import load_retrieval_tasks
 

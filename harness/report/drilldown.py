@@ -112,6 +112,16 @@ def _lm_eval(row: dict, metric: str) -> Example:
     return Example(_clip(text), _clip(gold, 200), _clip(str(pred), 200), None, right)
 
 
+def _retrieval(row: dict, metric: str) -> Example:
+    """A judged query: its nDCG@10 (``metric``) and the top documents the model ranked."""
+    value = float(row.get(metric, row.get("ndcg_at_10", 0.0)))
+    top = "; ".join(f"{d.get('id')} ({float(d.get('score', 0)):.2f}) {_clip(d.get('text', ''), 80)}"
+                    for d in (row.get("top") or [])[:3])
+    relevant = ", ".join(map(str, row.get("relevant") or []))
+    return Example(_clip(row.get("input")), _clip(relevant, 200), f"{metric} {value:.3f} · top: {top}", None, None,
+                   1.0 - value)
+
+
 class Samples(Mapping):
     """One record's per-example outputs: {example id: Example}, built lazily (a dev set of 40k rows
     is tabulated from the cheap right/wrong of each row; only the examples shown are built in full)."""
@@ -122,7 +132,10 @@ class Samples(Mapping):
     def __getitem__(self, key) -> Example:
         if key not in self._built:
             row = self.rows[key]
-            self._built[key] = _lm_eval(row, self.metric) if "doc_id" in row else _classification(self.task, row)
+            if "query_id" in row:
+                self._built[key] = _retrieval(row, self.metric)
+            else:
+                self._built[key] = _lm_eval(row, self.metric) if "doc_id" in row else _classification(self.task, row)
         return self._built[key]
 
     def __iter__(self):
@@ -137,6 +150,8 @@ class Samples(Mapping):
     def outcome(self, key) -> tuple[bool | None, float | None]:
         """(right, absolute error) of one example without building it: error for regression only."""
         row = self.rows[key]
+        if "query_id" in row:  # retrieval: no right or wrong, 1 - nDCG@10 as the error
+            return None, 1.0 - float(row.get(self.metric, 0.0))
         if "doc_id" in row:
             value = row.get(self.metric, row.get(self.metric.split(",")[0]))
             if isinstance(value, (int, float)) and value in (0, 1):
@@ -176,7 +191,9 @@ def examples_of(record: dict) -> Samples | None:
         return None
     out = {}
     for row in rows:
-        if "doc_id" in row:
+        if "query_id" in row:
+            out[("query", row["query_id"])] = row
+        elif "doc_id" in row:
             out[("doc", row["doc_id"])] = row
         elif "pred" in row and "label" in row and row.get("split", record.get("split")) == record.get("split"):
             out[(row.get("split"), row["idx"])] = row
@@ -196,7 +213,7 @@ def _sample(n: int, cap: int, seed: int = 0) -> list[int]:
 
 
 def _row(key, enc: Example, dec: Example) -> list:
-    ident = key[1] if key[0] == "doc" else f"{key[0]}/{key[1]}"
+    ident = key[1] if key[0] in ("doc", "query") else f"{key[0]}/{key[1]}"
 
     def conf(e):
         return round(e.conf, 3) if e.conf is not None and math.isfinite(e.conf) else None
@@ -214,7 +231,7 @@ def compare(task: str, enc: Mapping, dec: Mapping, cap: int = MAX_EXAMPLES) -> d
     out = {"n": len(keys), "kind": "classification"}
     if keys and all(side[1] is not None for side in right[keys[0]]):  # regression: where their errors differ most
         picked = sorted(keys, key=lambda k: -abs(right[k][0][1] - right[k][1][1]))[:cap]
-        out.update(kind="regression", n_disagree=len(keys))
+        out.update(kind="retrieval" if keys[0][0] == "query" else "regression", n_disagree=len(keys))
     else:
         cells = {(True, True): 0, (True, False): 0, (False, True): 0, (False, False): 0}
         differ = []

@@ -26,15 +26,15 @@ from matplotlib.patches import Rectangle
 from matplotlib.ticker import FixedFormatter, FixedLocator, NullLocator
 
 from harness.models import PARAMETERS
-from harness.report.frame import GEN_AVG, GLUE_AVG, display, model_scores, task_order
+from harness.report.frame import GEN_AVG, GLUE_AVG, RET_AVG, display, model_scores, task_order
 from harness.report.tables import DAGGER, not_significant
 
 COLORS = {"encoder": "#0072B2", "decoder": "#D55E00"}  # Okabe-Ito blue and vermillion
 MARKERS = {"encoder": "o", "decoder": "s"}
 GAP_CMAP = LinearSegmentedColormap.from_list("gap", [COLORS["decoder"], "#ffffff", COLORS["encoder"]])
 STYLES = {"encoder": "-", "decoder": "-", "encoder-from-decoder": "--", "decoder-from-encoder": "--"}
-AVERAGE_COLUMNS = {GLUE_AVG: "glue_avg", GEN_AVG: "gen_avg"}
-AVERAGE_FAMILY = {GLUE_AVG: "glue", GEN_AVG: "generative"}
+AVERAGE_COLUMNS = {GLUE_AVG: "glue_avg", GEN_AVG: "gen_avg", RET_AVG: "ret_avg"}
+AVERAGE_FAMILY = {GLUE_AVG: "glue", GEN_AVG: "generative", RET_AVG: "retrieval"}
 DODGE = {"encoder": 10 ** -0.012, "decoder": 10 ** 0.012}  # x factor: about 3% apart on the log axis
 ETTIN_FAMILIES = ("ettin", "ettin-cross")
 
@@ -216,25 +216,50 @@ def scaling_figure(best: pd.DataFrame) -> Figure:
     return plain_text(fig)
 
 
+# The paper's Figure 1: three panels, each for the four families (encoders, decoders, and each
+# continued with the other objective); the published points are read off the plot (approximate).
+FIGURE1_PANELS = (("MNLI (fine-tuned)", "mnli"), ("MS MARCO dev nDCG@10 (fine-tuned embedders)", "msmarco"),
+                  ("Generative average", "gen_avg"))
+PAPER_MARKERS = {"encoder": "D", "decoder": "D", "encoder-from-decoder": "^", "decoder-from-encoder": "v"}
+
+
+def reference_variant(model_id: str) -> str:
+    """The Ettin family a reference row's hub id names."""
+    name = str(model_id).rsplit("/", 1)[-1]
+    for short, variant in (("enc-from-dec", "encoder-from-decoder"), ("encoder-from-decoder", "encoder-from-decoder"),
+                           ("dec-from-enc", "decoder-from-encoder"), ("decoder-from-encoder", "decoder-from-encoder"),
+                           ("ettin-encoder", "encoder"), ("ettin-decoder", "decoder")):
+        if short in name:
+            return variant
+    return "other"
+
+
 def figure1_figure(best: pd.DataFrame, reference: pd.DataFrame | None = None) -> Figure:
-    """The paper's Figure 1 view: MNLI (a classification task) and the generative average of both
-    architectures across sizes; the published numbers as hollow diamonds where the run has Ettin models."""
+    """The paper's Figure 1 view: MNLI, MS MARCO retrieval and the generative average of the four
+    families across sizes; the published points as hollow markers where the run has Ettin models."""
     scores = _wide(best)
-    scores = scores[scores["variant"].isin(["encoder", "decoder"])]
-    fig = Figure(figsize=(10, 4.2), layout="constrained")
-    axes = fig.subplots(1, 2)
-    for ax, (title, column) in zip(axes, (("MNLI (fine-tuned)", "mnli"), ("Generative average", "gen_avg"))):
-        drawn = _panel(ax, scores, column, "mnli_std" if column == "mnli" else None)
+    scores = scores[scores["variant"].isin(list(STYLES))]
+    fig = Figure(figsize=(15, 4.4), layout="constrained")
+    axes = fig.subplots(1, len(FIGURE1_PANELS))
+    ettin = (scores["family"].isin(ETTIN_FAMILIES)).any()
+    for ax, (title, column) in zip(axes, FIGURE1_PANELS):
+        std = f"{column}_std" if column in ("mnli", "msmarco") else None
+        drawn = _panel(ax, scores, column, std)
         ax.set_title(title)
-        if drawn and reference is not None and not reference.empty and (scores["family"] == "ettin").any():
+        if drawn and reference is not None and not reference.empty and ettin:
             xs = list(scores.loc[scores[column].notna(), "parameters"].astype(float))
-            for arch, g in reference[reference["task"] == column].groupby("architecture"):
+            rows = reference[reference["task"] == column]
+            for variant, g in rows.groupby(rows["model"].map(reference_variant)):
+                if variant not in STYLES:
+                    continue
+                arch = g["architecture"].iloc[0]
                 x = np.array([PARAMETERS[s] for s in g["size"]], dtype=float)
                 ax.scatter(x * DODGE.get(arch, 1.0), g["value"], facecolors="none", edgecolors=COLORS[arch],
-                           marker="D", label=f"{arch} (paper)")
+                           marker=PAPER_MARKERS[variant], label=f"{variant.replace('-from-', ' (from ')}"
+                           f"{')' if '-from-' in variant else ''} (paper)")
                 xs += list(x)
             log_axis(ax, xs)
-    fig.get_layout_engine().set(rect=(0, 0, 1, 0.9))
+    fig.get_layout_engine().set(rect=(0, 0, 1, 0.88))
     _legend(fig, axes)
     return plain_text(fig)
 

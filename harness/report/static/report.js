@@ -152,6 +152,9 @@
     if (data.kind === "regression") {
       panel.appendChild(el("p", "muted", "Regression: no right or wrong. The " + data.examples.length +
         " examples where the two models' absolute errors differ most, of " + data.n + "."));
+    } else if (data.kind === "retrieval") {
+      panel.appendChild(el("p", "muted", "Retrieval: the " + data.examples.length + " queries (of " + data.n +
+        ") where the two models' nDCG@10 differ most, with each model's top documents; gold lists the relevant documents."));
     } else {
       panel.appendChild(twoByTwo(data));
       var b = data.table[0][1], c = data.table[1][0];
@@ -165,7 +168,7 @@
     var notes = [];
     if (data.seeds && data.seeds.length) notes.push("Seeds shown: encoder " + data.seeds[0] + ", decoder " + data.seeds[1] + ".");
     if (data.examples.length && !data.has_input) notes.push("These runs did not keep the inputs.");
-    if (data.examples.length && !data.has_conf && data.kind !== "regression") notes.push("These runs did not keep confidences.");
+    if (data.examples.length && !data.has_conf && data.kind !== "regression" && data.kind !== "retrieval") notes.push("These runs did not keep confidences.");
     if (notes.length) panel.appendChild(el("p", "muted", notes.join(" ")));
     var search = el("input", "search");
     search.type = "search";
