@@ -201,7 +201,7 @@ def test_eos_append_pools_at_an_appended_eos_token(tiny_pair):
     from harness.errors import UserError
     from harness.models import ModelSpec
     from harness.runner import Runner
-    from harness.runner.embedder import EmbedSettings, embed
+    from harness.runner.embedder import EmbedSettings, embed, fresh_copy
 
     runner = Runner("cpu", "fp32")
     decoder = ModelSpec(model_id=tiny_pair["decoder"], architecture="decoder")
@@ -214,6 +214,8 @@ def test_eos_append_pools_at_an_appended_eos_token(tiny_pair):
         hidden = model(input_ids=torch.tensor([ids + [tok.eos_token_id]])).last_hidden_state[0]
     np.testing.assert_allclose(appended[0], hidden[-1].numpy(), atol=1e-5)  # pooled at the EOS
     np.testing.assert_allclose(plain[0], hidden[-2].numpy(), atol=1e-5)  # pooled at the text's last token
+    copy = fresh_copy(runner.embedder(decoder, EmbedSettings(eos="append")))  # what a fine-tune starts from
+    np.testing.assert_allclose(embed(runner, copy, ["the red cat"])[0], hidden[-1].numpy(), atol=1e-5)
     encoder = ModelSpec(model_id=tiny_pair["encoder"], architecture="encoder")
     with pytest.raises(UserError, match="only last-token pooling reads"):
         runner.embedder(encoder, EmbedSettings(eos="append"))

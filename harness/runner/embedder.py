@@ -122,7 +122,7 @@ def _append_eos(model, eos_id: int) -> None:
     after the last real token of each right-padded row, or over its last token when the row is
     already at the max length."""
     first = model[0]
-    original = first.preprocess
+    original = type(first).preprocess.__get__(first)  # the class's own, never a patch (a copy carries one)
 
     def preprocess(inputs, *args, **kwargs):
         features = original(inputs, *args, **kwargs)
