@@ -112,6 +112,28 @@ def test_zero_shot_minilm_equals_mteb_evaluate_and_resumes(beir, tmp_path, capsy
     assert "0 cells run, 1 already in the store" in capsys.readouterr().out
 
 
+def test_a_local_copy_of_an_mteb_task_scores_with_its_settings():
+    from harness.retrieval.beir import BeirSplit
+    from harness.retrieval.mteb_bridge import Encoder, evaluate, local_task, model_meta
+
+    # ArguAna (like MS MARCO, FiQA, FEVER) drops a retrieved document whose id is the query's
+    data = BeirSplit(corpus={"q1": {"title": "", "text": "red cat"}, "d1": {"title": "", "text": "red cat sat"},
+                             "d2": {"title": "", "text": "blue door"}},
+                     queries={"q1": "red cat"}, qrels={"q1": {"d1": 1}})
+    vocab = ["red", "cat", "sat", "blue", "door"]
+
+    def embed(texts, kind):  # bag of words: the document equal to the query ranks first
+        return np.array([[t.split().count(w) for w in vocab] for t in texts], dtype=float)
+
+    encoder = Encoder(embed, model_meta("bow", None, len(vocab), None))
+    plain = evaluate(local_task("x", "test", data), "test", encoder)
+    like = local_task("x", "test", data, like="ArguAna")
+    assert like.ignore_identical_ids and not local_task("x", "test", data).ignore_identical_ids
+    dropped = evaluate(like, "test", encoder)
+    assert plain["scores"]["ndcg_at_10"] == pytest.approx(1 / np.log2(3), abs=1e-5)  # d1 second, after q1
+    assert dropped["scores"]["ndcg_at_10"] == pytest.approx(1.0)  # q1 dropped: d1 first
+
+
 def test_a_text_is_embedded_once_per_model_and_settings(tiny_pair):
     from harness.models import ModelSpec
     from harness.runner import Runner

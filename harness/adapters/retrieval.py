@@ -41,8 +41,10 @@ def run(cell, runner, options: RunOptions) -> CellResult:
         cache: dict = {}  # a model of its own: nothing to reuse
     else:
         embedder, cache = base, runner.embedding_cache(model_spec, settings)
-    task = mteb_bridge.local_task(spec.name, spec.eval_split, split) if split else \
-        mteb_bridge.hub_task(spec.mteb_task or spec.name)
+    task = mteb_bridge.local_task(spec.name, spec.eval_split, split, spec.mteb_task, spec.ignore_identical_ids) \
+        if split else mteb_bridge.hub_task(spec.mteb_task or spec.name)
+    if not split and spec.ignore_identical_ids is not None:
+        task.ignore_identical_ids = spec.ignore_identical_ids
     meta = mteb_bridge.model_meta(model_spec.model_id, model_spec.revision,
                                   embedder.model.get_embedding_dimension(), embedder.max_length)
     scored = {"seconds": 0.0, "tokens": 0}
@@ -59,6 +61,7 @@ def run(cell, runner, options: RunOptions) -> CellResult:
         "protocol": config.protocol, **embedder.describe(), "training_data": spec.training_data if config.fine_tuned
         else None, "mteb_task": None if split else (spec.mteb_task or spec.name), "split": spec.eval_split,
         "corpus": len(split.corpus) if split else None, "undefined_scores": result["undefined"],
+        "mteb_settings": mteb_bridge.settings_of(task),
         "scoring_tokens": scored["tokens"],
         "scoring_time_s": round(scored["seconds"], 3),
         **flops(runner, embedder, scored["tokens"], scored["seconds"], prefix="scoring_")}

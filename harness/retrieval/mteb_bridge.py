@@ -22,8 +22,12 @@ HEADLINE = "ndcg_at_10"
 TOP_DOCUMENTS = 10  # kept per query in the samples, for the drill-down
 
 
-def local_task(name: str, split: str, data: BeirSplit):
-    """An MTEB retrieval task over ``data`` (already read and checked)."""
+def local_task(name: str, split: str, data: BeirSplit, like: str | None = None,
+               ignore_identical_ids: bool | None = None):
+    """An MTEB retrieval task over ``data`` (already read and checked). ``like`` names the MTEB
+    task the folder is a copy of: its evaluation settings (``ignore_identical_ids``, e.g. ArguAna,
+    MS MARCO, FiQA, FEVER drop a document whose id is the query's; ``skip_first_result``;
+    ``k_values``) carry over, so a local copy scores as MTEB scores the hub one."""
     import datasets
     from mteb.abstasks import AbsTaskRetrieval
     from mteb.abstasks.task_metadata import TaskMetadata
@@ -45,7 +49,21 @@ def local_task(name: str, split: str, data: BeirSplit):
             self.data_loaded = True
 
     LocalRetrieval.metadata = metadata
+    if like:
+        model = type(hub_task(like))
+        for attr in EVALUATION_SETTINGS:
+            setattr(LocalRetrieval, attr, getattr(model, attr))
+    if ignore_identical_ids is not None:
+        LocalRetrieval.ignore_identical_ids = bool(ignore_identical_ids)
     return LocalRetrieval()
+
+
+EVALUATION_SETTINGS = ("ignore_identical_ids", "skip_first_result", "k_values")
+
+
+def settings_of(task) -> dict:
+    """The task's evaluation settings, for the record."""
+    return {attr: list(v) if isinstance(v := getattr(task, attr), tuple) else v for attr in EVALUATION_SETTINGS}
 
 
 def hub_task(mteb_name: str):

@@ -37,6 +37,7 @@ class RetrievalTaskSpec:
     train_split: str | None = None  # judgements split whose (query, relevant document) pairs train
     training: dict = field(default_factory=dict, hash=False)  # or a named triplet dataset
     headline_metric: str = "ndcg_at_10"
+    ignore_identical_ids: bool | None = None  # None: as the MTEB task named by mteb_task (else False)
     description: str = field(default="", compare=False)
     source: str = field(default="", compare=False)
 
@@ -52,7 +53,8 @@ class RetrievalTaskSpec:
 
     def identity(self) -> dict:
         return {"name": self.name, "eval": self.eval_split, "mteb": self.mteb_task, "train": self.train_split,
-                "training": digest(self.training), "headline": self.headline_metric}
+                "training": digest(self.training), "headline": self.headline_metric,
+                "ignore_identical_ids": self.ignore_identical_ids}
 
 
 def parse_retrieval_task(data: dict, source: str = "<dict>") -> RetrievalTaskSpec:
@@ -73,6 +75,7 @@ def parse_retrieval_task(data: dict, source: str = "<dict>") -> RetrievalTaskSpe
         eval_split=str(data["eval_split"]), mteb_task=data.get("mteb_task"),
         train_split=str(train_split) if train_split else None, training=dict(training or {}),
         headline_metric=str(data.get("headline_metric") or (known.headline if known else "ndcg_at_10")),
+        ignore_identical_ids=None if data.get("ignore_identical_ids") is None else bool(data["ignore_identical_ids"]),
         description=str(data.get("description", "")), source=source)
 
 
