@@ -79,10 +79,17 @@ def backbone_parameters(embedder) -> int:
     return sum(p.numel() for p in embedder.model[0].parameters())
 
 
+def non_embedding_parameters(embedder) -> int:
+    model = embedder.model.transformers_model
+    embeddings = model.get_input_embeddings().weight.numel() if model.get_input_embeddings() is not None else 0
+    return sum(p.numel() for p in model.parameters()) - embeddings
+
+
 def flops(runner, embedder, tokens: int, seconds: float, prefix: str = "train_") -> dict:
-    """2 x parameters FLOPs per token forward (3x that when training), and the share of the
-    device's measured peak FLOP/s reached."""
-    total = 2 * backbone_parameters(embedder) * tokens
+    """2 x non-embedding parameters FLOPs per token forward (the caller passes 3 x tokens for
+    training: forward and backward, the convention of every bill here; CachedMNRL's extra no-grad
+    forward is not counted), and the share of the device's measured peak FLOP/s reached."""
+    total = 2 * non_embedding_parameters(embedder) * tokens
     peak = runner.hardware.peak_flops()
     achieved = total / seconds if seconds > 0 else None
     return {f"{prefix}flops": total, "peak_flops": peak,
