@@ -92,8 +92,8 @@ def retrieval_cells(args, model_specs, specs, dirs: list[str], overrides: dict) 
     """A retrieval task reads DIR/<task>/ from the first --data-dir that has it, else MTEB's hub copy."""
     from harness.configs import EmbeddingConfig
 
-    chosen = plan.pick_data_dirs(dirs, {s.name: [s.name] for s in specs}, fallback_first=False)
-    sources = {s.name: plan.data_source(chosen[s.name], [s.name], args.limit) for s in specs}
+    chosen = plan.pick_data_dirs(dirs, {s.name: s.folder_names for s in specs}, fallback_first=False)
+    sources = {s.name: plan.data_source(chosen[s.name], s.folder_names, args.limit) for s in specs}
     base = EmbeddingConfig(protocol="zero-shot" if args.zero_shot else "fine-tuned", pooling=args.pooling,
                            max_length=args.max_length, eos=args.embed_eos)
     return plan.retrieval_cells(model_specs, specs, base, overrides, args.seeds, sources)
@@ -123,6 +123,8 @@ def split_tasks(names: list[str], include_paths: list[str]) -> tuple[list, list,
     known = tasks.load_tasks(include_paths)
     groups = tasks.groups(known)
     retrieval_known = load_retrieval_tasks(include_paths)
+    retrieval_known.update({s.mteb_task: s for s in list(retrieval_known.values())  # MTEB's names work too
+                            if s.mteb_task and s.mteb_task not in retrieval_known})
     retrieval_groups = tasks.groups(retrieval_known)
     retrieval_groups.update({g: list(suite().expand(g)) for g in retrieval_groups if g in suite().groups})
     classification = [n for n in names if n in known or n in groups]
@@ -298,6 +300,12 @@ def tasks_cmd(args) -> int:
         splits = ", ".join(e.split for e in spec.eval_splits)
         say(f"{spec.name:8} {spec.dataset_path}/{spec.dataset_name or '':8} metrics {', '.join(spec.metrics):28} "
             f"eval on {splits}")
+    from harness.retrieval.spec import load_retrieval_tasks
+
+    retrieval = load_retrieval_tasks(args.include_path)
+    say(f"\nretrieval (MTEB; --data-dir DIR/<task>/ in the BEIR layout, else MTEB's hub copy): "
+        f"{', '.join(f'{n} ({s.mteb_task})' if s.mteb_task else n for n, s in retrieval.items())}")
+    say(f"  --tasks retrieval runs the MTEB(eng, v2) retrieval tasks: {', '.join(suite().expand('retrieval'))}")
     say(f"\ngenerative (lm-eval, the Ettin paper's suite): {', '.join(suite().expand('generative'))}")
     say(f"local lm-eval tasks (offline twins, fixtures, --include-path): {', '.join(local_tasks(args.include_path))}")
     say("Any other lm-eval task name works too ('lm-eval ls tasks' lists them).")

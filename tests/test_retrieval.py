@@ -274,6 +274,35 @@ def test_a_copied_spec_in_include_path_is_a_task(tiny_pair, beir, tmp_path):
     assert record["task"] == "my_claims" and record["n_examples"] == 48 and record["task_group"] == "custom"
 
 
+def test_a_task_by_its_mteb_name_reads_a_folder_of_either_name(tiny_pair, tmp_path, capsys):
+    from harness.bundled import tasks_dir
+
+    own = tmp_path / "mine"
+    own.mkdir()
+    text = (tasks_dir() / "retrieval" / "scifact.yaml").read_text()
+    (own / "claims.yaml").write_text(text.replace("task: scifact", "task: claims").replace("SciFact", "MyClaims"))
+    write_retrieval(tmp_path / "data", name="MyClaims")  # the folder has the MTEB name
+    out = tmp_path / "out"
+    assert run_cli("run", "--model", tiny_pair["encoder"], "--tasks", "MyClaims", "--include-path", own,
+                   "--zero-shot", "--data-dir", tmp_path / "data", "--output-path", out, "--quiet") == 0
+    [record] = records(out)
+    assert record["task"] == "claims" and record["n_examples"] == 48
+    capsys.readouterr()
+    assert run_cli("tasks") == 0
+    listing = capsys.readouterr().out
+    assert "scifact (SciFact)" in listing and "msmarco (MSMARCO)" in listing
+
+
+def test_a_hub_task_offline_is_one_line_before_any_model_loads(tiny_pair, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = run_cli("run", "--model", tiny_pair["encoder"], "--tasks", "scifact", "--zero-shot",
+                   "--output-path", out, "--quiet")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2, err
+    assert "hub access is off" in err[-1] and "--data-dir DIR with DIR/scifact/" in err[-1]
+    assert not glob.glob(f"{out}/records/*.json")
+
+
 # --- the plan -------------------------------------------------------------------------------------
 
 def test_retrieval_cells_and_their_identity():

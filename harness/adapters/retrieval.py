@@ -20,8 +20,11 @@ def run(cell, runner, options: RunOptions) -> CellResult:
     spec, config, model_spec = cell.task, cell.config, cell.model
     settings = EmbedSettings(**config.embed_settings())
     # the data is read and checked before any model work: a bad file costs no training
-    split = read_split(f"{cell.data.folder}/{spec.name}", spec.eval_split, cell.data.limit) \
-        if cell.data.folder else None
+    split = read_split(spec.folder(cell.data.folder), spec.eval_split, cell.data.limit) if cell.data.folder else None
+    task = mteb_bridge.local_task(spec.name, spec.eval_split, split, spec.mteb_task, spec.ignore_identical_ids) \
+        if split else mteb_bridge.hub_task(spec.mteb_task or spec.name, spec.name)
+    if not split and spec.ignore_identical_ids is not None:
+        task.ignore_identical_ids = spec.ignore_identical_ids
     base = runner.embedder(model_spec, settings)
     details: dict = {}
     tokens_before = runner.tokens_processed
@@ -41,10 +44,6 @@ def run(cell, runner, options: RunOptions) -> CellResult:
         cache: dict = {}  # a model of its own: nothing to reuse
     else:
         embedder, cache = base, runner.embedding_cache(model_spec, settings)
-    task = mteb_bridge.local_task(spec.name, spec.eval_split, split, spec.mteb_task, spec.ignore_identical_ids) \
-        if split else mteb_bridge.hub_task(spec.mteb_task or spec.name)
-    if not split and spec.ignore_identical_ids is not None:
-        task.ignore_identical_ids = spec.ignore_identical_ids
     meta = mteb_bridge.model_meta(model_spec.model_id, model_spec.revision,
                                   embedder.model.get_embedding_dimension(), embedder.max_length)
     scored = {"seconds": 0.0, "tokens": 0}

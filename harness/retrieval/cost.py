@@ -24,7 +24,7 @@ def retrieval_cost(cell: Cell) -> CellCost | None:
     cap = config.max_length or 512
     sources = []
     if data.folder:
-        split = read_split(f"{data.folder}/{task.name}", task.eval_split, data.limit)
+        split = read_split(task.folder(data.folder), task.eval_split, data.limit)
         score = sum(estimate_row([document_text(d)], cap) for d in split.corpus.values()) + \
             sum(estimate_row([q], cap) for q in split.queries.values())
         sources.append("estimated from the local BEIR folder: 1.3 x words + special tokens")
@@ -42,7 +42,7 @@ def retrieval_cost(cell: Cell) -> CellCost | None:
             train = rows * (min(cap, TOKENS_PER_WORD * query + 2) + 2 * min(cap, TOKENS_PER_WORD * passage + 2))
             sources.append("MS MARCO triplets: rows x (query + 2 passages) tokens")
         elif task.train_split and data.folder:
-            pairs = training_pairs(f"{data.folder}/{task.name}", task.train_split)[:data.limit]
+            pairs = training_pairs(task.folder(data.folder), task.train_split)[:data.limit]
             rows = len(pairs)
             train = sum(estimate_row([q], cap) + estimate_row([d], cap) for q, d in pairs)
         else:

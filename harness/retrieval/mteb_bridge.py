@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from typing import Callable
 
 import numpy as np
@@ -50,7 +51,12 @@ def local_task(name: str, split: str, data: BeirSplit, like: str | None = None,
 
     LocalRetrieval.metadata = metadata
     if like:
-        model = type(hub_task(like))
+        import mteb
+
+        try:  # a local task of the user's own may name no MTEB task: MTEB's defaults then
+            model = type(mteb.get_task(like))
+        except Exception:
+            model = AbsTaskRetrieval
         for attr in EVALUATION_SETTINGS:
             setattr(LocalRetrieval, attr, getattr(model, attr))
     if ignore_identical_ids is not None:
@@ -66,14 +72,27 @@ def settings_of(task) -> dict:
     return {attr: list(v) if isinstance(v := getattr(task, attr), tuple) else v for attr in EVALUATION_SETTINGS}
 
 
-def hub_task(mteb_name: str):
+def hub_task(mteb_name: str, task: str | None = None):
+    """MTEB's task ``mteb_name``; with ``task`` (the harness's name for it) its data is loaded from
+    the hub now, so that a task that cannot be had stops the run before any model is loaded."""
     import mteb
 
     try:
-        return mteb.get_task(mteb_name)
+        found = mteb.get_task(mteb_name)
     except Exception as exc:
         raise UserError(f"MTEB has no task '{mteb_name}' ({first_line(exc)}); give an MTEB task name "
                         "(mteb.get_tasks(task_types=['Retrieval']) lists them)") from None
+    if task is not None:
+        try:
+            found.load_data()
+        except Exception as exc:
+            offline = any(os.environ.get(v, "0").lower() in ("1", "true", "yes")
+                          for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
+            reason = "hub access is off (HF_HUB_OFFLINE/HF_DATASETS_OFFLINE)" if offline else first_line(exc)
+            raise UserError(f"MTEB task {mteb_name} ({found.metadata.dataset['path']}) for task '{task}' could not "
+                            f"be loaded: {reason}; pass --data-dir DIR with DIR/{task}/ in the BEIR layout "
+                            "(corpus.jsonl, queries.jsonl, qrels/<split>.tsv)") from None
+    return found
 
 
 class Encoder:

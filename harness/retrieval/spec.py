@@ -51,6 +51,18 @@ class RetrievalTaskSpec:
             return f"{self.training['dataset']}:{self.training.get('name') or ''}"
         return f"{self.name} {self.train_split} judgements" if self.train_split else "none"
 
+    @property
+    def folder_names(self) -> list[str]:
+        """The folder names this task's BEIR data may have under a --data-dir: its own, then its MTEB name."""
+        return list(dict.fromkeys([self.name] + ([self.mteb_task] if self.mteb_task else [])))
+
+    def folder(self, data_dir: str) -> str:
+        """``data_dir/<name>``, or ``data_dir/<MTEB name>`` when only that one exists."""
+        for name in self.folder_names:
+            if os.path.isdir(os.path.join(data_dir, name)):
+                return os.path.join(data_dir, name)
+        return os.path.join(data_dir, self.name)
+
     def identity(self) -> dict:
         return {"name": self.name, "eval": self.eval_split, "mteb": self.mteb_task, "train": self.train_split,
                 "training": digest(self.training), "headline": self.headline_metric,

@@ -48,7 +48,7 @@ def load_pairs(spec, folder: str | None, limit: int | None = None):
                         f"folder: pass --data-dir DIR with DIR/{spec.name}/qrels/{spec.train_split}.tsv")
     from harness.retrieval.beir import training_pairs
 
-    pairs = training_pairs(f"{folder}/{spec.name}", spec.train_split)
+    pairs = training_pairs(spec.folder(folder), spec.train_split)
     if limit is not None:
         pairs = pairs[:limit]
     return datasets.Dataset.from_dict({"anchor": [q for q, _ in pairs], "positive": [d for _, d in pairs]})
