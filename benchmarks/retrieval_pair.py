@@ -32,13 +32,15 @@ def main(argv=None) -> int:
     p.add_argument("--minilm-lr", default="5e-5", help="learning rate of the pretrained MiniLM")
     p.add_argument("--batch-size", default="64")
     p.add_argument("--epochs", default="2")
+    p.add_argument("--max-length", default="256", help="max tokens per text (MiniLM's own limit: 256)")
     args = p.parse_args(argv)
     os.environ.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", HF_EVALUATE_OFFLINE="1")
     from harness.tiny import tiny_pair
 
     pair = tiny_pair(shape="ettin-17m")
     common = ["--tasks", "scifact", "--data-dir", args.data_dir, "--seeds", args.seeds, "--batch-size",
-              args.batch_size, "--epochs", args.epochs, "--output-path", args.out, "--quiet"]
+              args.batch_size, "--epochs", args.epochs, "--max-length", args.max_length, "--output-path", args.out,
+              "--quiet"]
     start = time.perf_counter()
     ettin_eval("run", "--model", f"{pair['encoder']}", "--model", f"{pair['decoder']}", "--pair", "ettin-17m-shape",
                "--lr", args.pair_lr, *common)

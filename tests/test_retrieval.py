@@ -356,3 +356,32 @@ def test_the_bill_prices_training_and_scoring_tokens_of_retrieval_cells(beir):
     assert (cost.train_rows, cost.steps) == (48, 2 * 3)
     [zero] = plan.retrieval_cells(model, [spec], EmbeddingConfig(protocol="zero-shot"), sources={spec.name: source})
     assert cell_cost(zero).train_tokens == 0 and cell_cost(zero).score_tokens == cost.score_tokens
+
+
+def test_the_page_shows_retrieval_pairs_and_protocols_apart(pair_runs, tmp_path):
+    from browser import Page, chromium, require_or_skip
+
+    from harness.report import build_report, write_report
+
+    require_or_skip()
+    zero, tuned = pair_runs
+    report = build_report([zero, tuned], n_boot=100)
+    rows = list(report.table.index)
+    assert len(rows) == 2 and any("zero-shot" in str(r) for r in rows)  # the two protocols never share a row
+    paths = write_report([tuned], tmp_path / "report", n_boot=100)
+    per_query = {a: {row["query_id"]: row["ndcg_at_10"] for row in samples_of(tuned, r)}
+                 for a, r in {r["architecture"]: r for r in records(tuned)}.items()}
+    widest = max(per_query["encoder"], key=lambda q: abs(per_query["encoder"][q] - per_query["decoder"][q]))
+    with chromium() as context:
+        page = Page(context, paths["index.html"])
+        page.page.locator('table.comparison tr[data-task="retrieval_demo"] a.drill-link').first.click()
+        panel = page.page.locator(".drill-panel:visible")
+        panel.locator("table.examples tbody tr").first.wait_for()
+        assert "nDCG@10 differ most" in panel.inner_text()
+        first = panel.locator("table.examples tbody tr").first
+        assert first.locator("td.id").inner_text().strip() == widest
+        assert "top: d" in first.inner_text()
+        svg = page.page.locator("svg[aria-label$='figure1']").first.inner_html()
+        assert "MS MARCO" in svg
+        assert page.errors == [] and page.requests == [page.url]
+        page.page.close()
