@@ -95,6 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
     ret.add_argument("--embed-eos", choices=("none", "append"), default="none",
                      help="last-token pooling: none (default, the Ettin authors': pool at the text's last token) "
                           "or append (pool at an EOS token appended to every text)")
+    bias = run.add_argument_group("bias tasks (Winogender)")
+    bias.add_argument("--winogender-swap", choices=("correct", "compat"), default="correct",
+                      help="decoders' gender variants: correct (default: by the template's pronoun case) or compat "
+                           "(the Ettin authors' rewrite, female accusative 'her' -> 'his'/'their')")
     hw = run.add_argument_group("hardware")
     hw.add_argument("--device", default="auto", help="auto (cuda when present), cpu, cuda, cuda:N")
     hw.add_argument("--dtype", default="auto", help="auto (bf16 on GPUs that support it, fp32 on CPU), bf16, fp16, fp32")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 
 from harness import grids, models, plan, tasks
-from harness.configs import Recipe, ScoringConfig
+from harness.configs import BiasConfig, Recipe, ScoringConfig
 from harness.errors import UserError
 from harness.execution import ExecutionSettings, RunnerSettings, make_executor, run_cells
 from harness.execution.progress import quiet_library_bars
@@ -70,7 +70,7 @@ def build_cells(args, check: bool = True) -> list[plan.Cell]:
     retrieval tasks, scoring cells of the lm-eval tasks, grouped by model (a stable sort keeps warm
     starts after their sources). Flags and tasks are checked before any model is looked up."""
     names = [t.strip() for t in args.tasks.split(",") if t.strip()]
-    specs, retrieval, generative = split_tasks(names, args.include_path)
+    specs, retrieval, bias, generative = split_tasks(names, args.include_path)
     overrides = grid_overrides(args)
     model_specs = collect_models(args, check)
     dirs = [os.path.abspath(d) for d in args.data_dir]
@@ -82,6 +82,10 @@ def build_cells(args, check: bool = True) -> list[plan.Cell]:
                                       max_length=args.max_length or grids.MAX_LENGTH, recipe=recipe)
     if retrieval:
         cells += retrieval_cells(args, model_specs, retrieval, dirs, overrides)
+    if bias:
+        chosen = plan.pick_data_dirs(dirs, {s.name: s.folder_names for s in bias}, fallback_first=False)
+        sources = {s.name: plan.data_source(chosen[s.name], s.folder_names, args.limit) for s in bias}
+        cells += plan.bias_cells(model_specs, bias, BiasConfig(swap=args.winogender_swap), sources)
     if generative:
         cells += lm_eval_cells(args, model_specs, generative, dirs)
     order = {spec: i for i, spec in enumerate(model_specs)}
@@ -113,10 +117,11 @@ def lm_eval_cells(args, model_specs, names: list[str], dirs: list[str]) -> list[
     return plan.lm_eval_cells(model_specs, lm_tasks, scoring, sources)
 
 
-def split_tasks(names: list[str], include_paths: list[str]) -> tuple[list, list, list[str]]:
-    """Classification task specs (GLUE-style YAML), retrieval task specs and lm-eval task names, in
-    the order asked. lm-eval's task index (seconds to build) is consulted only for names that are
-    none of the others."""
+def split_tasks(names: list[str], include_paths: list[str]) -> tuple[list, list, list, list[str]]:
+    """Classification task specs (GLUE-style YAML), retrieval and bias task specs, and lm-eval task
+    names, in the order asked. lm-eval's task index (seconds to build) is consulted only for names
+    that are none of the others."""
+    from harness.bias.spec import load_bias_tasks
     from harness.retrieval.spec import load_retrieval_tasks
     from harness.suite import suite
 
@@ -127,18 +132,23 @@ def split_tasks(names: list[str], include_paths: list[str]) -> tuple[list, list,
                             if s.mteb_task and s.mteb_task not in retrieval_known})
     retrieval_groups = tasks.groups(retrieval_known)
     retrieval_groups.update({g: list(suite().expand(g)) for g in retrieval_groups if g in suite().groups})
+    bias_known = load_bias_tasks(include_paths)
+    bias_groups = tasks.groups(bias_known)
     classification = [n for n in names if n in known or n in groups]
     retrieval = [s for n in names if n not in classification and (n in retrieval_known or n in retrieval_groups)
                  for s in ([retrieval_known[n]] if n in retrieval_known else
                            [retrieval_known[m] for m in retrieval_groups[n] if m in retrieval_known])]
-    rest = [n for n in names if n not in classification and n not in retrieval_known and n not in retrieval_groups]
+    bias = [bias_known[m] for n in names if n not in classification
+            for m in ([n] if n in bias_known else bias_groups.get(n, []))]
+    rest = [n for n in names if n not in classification and n not in retrieval_known and n not in retrieval_groups
+            and n not in bias_known and n not in bias_groups]
     generative: list[str] = []
     if rest:
         from harness.lm.tasks import expand_tasks
 
         generative = expand_tasks(rest, include_paths)
     return (tasks.select(classification, known) if classification else [], list(dict.fromkeys(retrieval)),
-            generative)
+            list(dict.fromkeys(bias)), generative)
 
 
 def run(args) -> int:
@@ -306,6 +316,9 @@ def tasks_cmd(args) -> int:
     say(f"\nretrieval (MTEB; --data-dir DIR/<task>/ in the BEIR layout, else MTEB's hub copy): "
         f"{', '.join(f'{n} ({s.mteb_task})' if s.mteb_task else n for n, s in retrieval.items())}")
     say(f"  --tasks retrieval runs the MTEB(eng, v2) retrieval tasks: {', '.join(suite().expand('retrieval'))}")
+    from harness.bias.spec import load_bias_tasks
+
+    say(f"bias (Winogender; --data-dir DIR/winogender/, else the hub): {', '.join(load_bias_tasks(args.include_path))}")
     say(f"\ngenerative (lm-eval, the Ettin paper's suite): {', '.join(suite().expand('generative'))}")
     say(f"local lm-eval tasks (offline twins, fixtures, --include-path): {', '.join(local_tasks(args.include_path))}")
     say("Any other lm-eval task name works too ('lm-eval ls tasks' lists them).")

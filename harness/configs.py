@@ -172,6 +172,31 @@ class EmbeddingConfig:
         return {k: v for k, v in self.identity(architecture or "").items() if k != "adapter"}
 
 
+SWAPS = ("correct", "compat")
+
+
+@dataclass(frozen=True)
+class BiasConfig:
+    """How a bias cell is measured. ``swap``: how a decoder's gender variants are made, ``correct``
+    (by the template's pronoun case) or ``compat`` (the Ettin authors' rewrite, which turns a female
+    accusative "her" into "his"/"their")."""
+
+    swap: str = "correct"
+
+    def __post_init__(self):
+        if self.swap not in SWAPS:
+            raise UserError(f"unknown --winogender-swap '{self.swap}'; use {' or '.join(SWAPS)}")
+
+    def tunable(self) -> dict:
+        return {}
+
+    def identity(self, architecture: str) -> dict:
+        return {"adapter": "bias", **({"swap": self.swap} if architecture == "decoder" else {})}
+
+    def hyperparameters(self, architecture: str | None = None) -> dict:
+        return {k: v for k, v in self.identity(architecture or "").items() if k != "adapter"}
+
+
 @dataclass(frozen=True)
 class DataSource:
     """Where a task's rows come from: the hub (``folder`` None) or a local folder, fingerprinted by

@@ -8,9 +8,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from harness import grids
-from harness.configs import (PROTOCOL_VERSION, DataSource, EmbeddingConfig, FinetuneConfig, Recipe, ScoringConfig, digest,
+from harness.configs import (PROTOCOL_VERSION, BiasConfig, DataSource, EmbeddingConfig, FinetuneConfig, Recipe, ScoringConfig, digest,
                              fingerprint_folders)
 from harness.models import ModelSpec
+from harness.bias.spec import BiasTaskSpec
 from harness.retrieval.spec import RetrievalTaskSpec
 from harness.tasks import TaskSpec
 
@@ -38,8 +39,8 @@ class Cell:
     configuration and seed."""
 
     model: ModelSpec
-    task: TaskSpec | LmEvalTask | RetrievalTaskSpec
-    config: FinetuneConfig | ScoringConfig | EmbeddingConfig
+    task: TaskSpec | LmEvalTask | RetrievalTaskSpec | BiasTaskSpec
+    config: FinetuneConfig | ScoringConfig | EmbeddingConfig | BiasConfig
     data: DataSource = DataSource()
     seed: int = 0
     warm_start_from: str | None = None  # task whose best checkpoint this cell starts from
@@ -164,3 +165,10 @@ def retrieval_cells(models: list[ModelSpec], tasks: list[RetrievalTaskSpec], bas
     return [Cell(model=model, task=task, config=config, data=(sources or {}).get(task.name, DataSource()), seed=seed,
                  grid=label if base.fine_tuned else None)
             for model in models for task in tasks for config in configs for seed in range(seeds)]
+
+
+def bias_cells(models: list[ModelSpec], tasks: list[BiasTaskSpec], config: BiasConfig | None = None,
+               sources: dict[str, DataSource] | None = None) -> list[Cell]:
+    """One measuring cell per (model, bias task): nothing is trained, so no grid and no seed."""
+    return [Cell(model=model, task=task, config=config or BiasConfig(), data=(sources or {}).get(task.name, DataSource()))
+            for model in models for task in tasks]

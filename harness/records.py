@@ -14,7 +14,7 @@ import sys
 from datetime import datetime, timezone
 
 from harness.adapters.base import CellResult
-from harness.configs import PROTOCOL_VERSION, EmbeddingConfig, FinetuneConfig
+from harness.configs import PROTOCOL_VERSION, BiasConfig, EmbeddingConfig, FinetuneConfig
 from harness.plan import Cell
 from harness.results import SCHEMA_VERSION
 from harness.suite import suite
@@ -63,6 +63,9 @@ def protocol_label(cell: Cell) -> str:
             parts.append(f"{cell.grid or 'custom'} grid")
         parts += [f"{name.replace('_', ' ')} {value}" for name, value in config.embed_settings().items()
                   if value not in (None, "none")]
+    elif isinstance(config, BiasConfig):
+        if config.swap != "correct" and cell.model.architecture == "decoder":
+            parts.append(f"{config.swap} swap")
     else:
         parts += config.deviations(cell.model.architecture, default_mntp=cell.model.mntp)
     if cell.data.limit is not None:
