@@ -65,6 +65,7 @@ def protocol_label(cell: Cell) -> str:
                   if value not in (None, "none")]
     else:
         parts += config.deviations(cell.model.architecture, default_mntp=cell.model.mntp)
+    parts += cell.compute.deviations()
     if cell.data.limit is not None:
         parts.append(f"limit {cell.data.limit}")
     if cell.data.local or getattr(cell.task, "local", False):
@@ -103,7 +104,8 @@ def _base(cell: Cell) -> dict:
                             "init_from": cell.init_key},
         "protocol": {"label": protocol_label(cell), "version": PROTOCOL_VERSION, "grid": cell.grid,
                      "recipe": recipe, "limit": cell.data.limit, "data": "local" if cell.data.local else "hub",
-                     "data_dir": cell.data.folder, "data_fingerprint": cell.data.fingerprint},
+                     "data_dir": cell.data.folder, "data_fingerprint": cell.data.fingerprint,
+                     "dtype": cell.compute.dtype, "attention": cell.compute.attention},
         "limit": cell.data.limit,
         "data_dir": cell.data.folder,
         "versions": library_versions(),

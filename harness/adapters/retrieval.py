@@ -18,6 +18,8 @@ SNIPPET = 200  # characters of a top document kept in the samples
 
 def run(cell, runner, options: RunOptions) -> CellResult:
     spec, config, model_spec = cell.task, cell.config, cell.model
+    if config.fine_tuned:
+        runner.hardware.refuse_fp16_training()
     settings = EmbedSettings(**config.embed_settings())
     # the data is read and checked before any model work: a bad file costs no training
     split = read_split(f"{cell.data.folder}/{spec.name}", spec.eval_split, cell.data.limit) \

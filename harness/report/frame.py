@@ -230,13 +230,21 @@ def row_protocols(best: pd.DataFrame) -> dict[str, str]:
     return {row: "; ".join(sorted(set(g["protocol"]))) for row, g in best.groupby("row", sort=False)}
 
 
+def follows_paper(label) -> bool:
+    """True for 'paper', and for a label that adds only how the paper's protocol was computed: in
+    bf16 (the paper's own precision, bf16 autocast) or with another attention implementation."""
+    parts = str(label).split(", ")
+    return label == "paper" or all(p == "bf16" or p.startswith("attention ") for p in parts)
+
+
 def protocol_notes(best: pd.DataFrame) -> list[str]:
     """One line per protocol in the table: which rows ran it, and whether it is the paper's."""
     notes = []
     for label, g in best.groupby("protocol", sort=True):
         rows = _some(list(dict.fromkeys(g["row"])), 4)
-        if label == "paper":
-            notes.append(f"Protocol: the paper's (full grid, hub data, published scoring options) for {rows}")
+        if follows_paper(label):
+            computed = "" if label == "paper" else f", computed in {label}"
+            notes.append(f"Protocol: the paper's (full grid, hub data, published scoring options{computed}) for {rows}")
         else:
             notes.append(f"Protocol: {label} for {rows}: NOT the paper's protocol; do not set these numbers "
                          "beside the published ones")

@@ -1,0 +1,115 @@
+"""What a cell's key and a record's protocol name beyond the configuration: the compute dtype and
+attention implementation it ran under (resolved), a shipped task a local YAML replaced, the
+model revision that loaded."""
+
+import pytest
+import torch
+
+from conftest import run_cli
+from harness import commands, plan, tasks
+from harness.adapters.base import RunOptions
+from harness.cli import build_parser
+from harness.configs import EmbeddingConfig
+from harness.errors import UserError
+from harness.execution.work import Job, execute
+from harness.models import ModelSpec
+from harness.records import protocol_label
+from harness.results import ResultStore
+from harness.runner import Runner
+from harness.runner.device import Hardware
+
+
+def planned(*flags):
+    args = build_parser().parse_args(["plan", "--sizes", "17m", "--tasks", "sst2,rte", *flags])
+    return commands.build_cells(args, check=False)
+
+
+def test_the_resolved_dtype_and_attention_key_every_cell():
+    auto = planned("--device", "cpu")
+    fp32 = planned("--device", "cpu", "--dtype", "fp32", "--attn", "sdpa")
+    bf16 = planned("--device", "cpu", "--dtype", "bf16")
+    eager = planned("--device", "cpu", "--attn", "eager")
+    assert [c.key for c in auto] == [c.key for c in fp32]  # auto on a CPU is fp32 with sdpa
+    assert not {c.key for c in bf16} & {c.key for c in fp32}
+    assert not {c.key for c in eager} & {c.key for c in fp32}
+    assert not {c.protocol_key for c in bf16} & {c.protocol_key for c in fp32}  # never pooled in a report
+    assert {protocol_label(c).split(", ")[-1] for c in bf16} == {"bf16"}
+    assert "attention eager" in protocol_label(eager[0]) and "bf16" not in protocol_label(fp32[0])
+    # the default adds nothing to the key: the stores of default runs keep their keys
+    assert "compute" not in fp32[0].identity() and fp32[0].compute == plan.Compute()
+
+
+def test_a_plan_for_an_absent_gpu_still_works_and_assumes_bf16(tmp_path, capsys):
+    cells = planned("--device", "cuda", "--attn", "sdpa")
+    assert {c.compute for c in cells} == {plan.Compute("bf16", "sdpa")}
+    assert run_cli("plan", "--sizes", "17m", "--tasks", "sst2", "--device", "cuda", "--output-path", tmp_path) == 0
+
+
+def test_a_bf16_run_does_not_reuse_fp32_records_and_says_bf16(tiny_pair, demo_data, tmp_path, capsys):
+    def quick(*flags):
+        return run_cli("run", "--model", tiny_pair["encoder"], "--tasks", "rte", "--data-dir", demo_data, "--lr", "1e-3",
+                       "--epochs", "1", "--limit", "16", "--device", "cpu", "--output-path", tmp_path, "--quiet", *flags)
+
+    assert quick("--dtype", "fp32") == 0
+    assert quick() == 0  # auto on a CPU is the same cell
+    assert "0 cells run, 1 already in the store" in capsys.readouterr().out
+    assert quick("--dtype", "bf16") == 0
+    assert "1 cells run, 0 already in the store" in capsys.readouterr().out
+    records = {r["protocol"]["dtype"]: r for r in ResultStore(tmp_path).records()}
+    assert set(records) == {"fp32", "bf16"}
+    assert "bf16" in records["bf16"]["protocol"]["label"] and "bf16" not in records["fp32"]["protocol"]["label"]
+    assert records["bf16"]["protocol"]["attention"] == records["fp32"]["protocol"]["attention"] == "sdpa"
+
+
+def test_fp16_fine_tuning_is_refused_in_one_line(tiny_pair, demo_data, tmp_path, capsys):
+    code = run_cli("run", "--model", tiny_pair["encoder"], "--tasks", "rte", "--data-dir", demo_data, "--limit", "16",
+                   "--device", "cpu", "--dtype", "fp16", "--output-path", tmp_path, "--quiet")
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "--dtype fp32" in err and "bf16" in err
+    assert not (tmp_path / "records").exists() or not list((tmp_path / "records").iterdir())
+
+
+def fp16_runner() -> Runner:
+    """A runner whose hardware is what ``--dtype auto`` picks on a GPU without bf16."""
+    runner = Runner("cpu", "fp32")
+    runner.hardware = Hardware(torch.device("cpu"), torch.float16, "sdpa")
+    return runner
+
+
+def test_the_adapters_refuse_to_fine_tune_in_fp16(tiny_pair, demo_data):
+    from harness.adapters import classification, retrieval
+    from harness.retrieval.spec import load_retrieval_tasks
+
+    encoder = ModelSpec(model_id=tiny_pair["encoder"], architecture="encoder", name="encoder")
+    [cell] = plan.classification_cells([encoder], tasks.select(["rte"], tasks.load_tasks()), "small",
+                                       {"lr": (1e-3,), "epochs": (1,)}, limit=16, data_dir=demo_data)
+    with pytest.raises(UserError, match="--dtype fp32"):
+        classification.run(cell, fp16_runner(), RunOptions())
+    spec = load_retrieval_tasks()["retrieval_demo"]
+    [embed] = plan.retrieval_cells([encoder], [spec], EmbeddingConfig())
+    with pytest.raises(UserError, match="--dtype fp32"):
+        retrieval.run(embed, fp16_runner(), RunOptions())
+
+
+def test_a_runner_that_computes_otherwise_than_the_cell_is_keyed_runs_nothing(tiny_pair, demo_data, monkeypatch):
+    from harness.execution import work
+
+    ran = []
+    monkeypatch.setattr(work, "adapter_for", lambda name: lambda cell, runner, options: ran.append(cell))
+    encoder = ModelSpec(model_id=tiny_pair["encoder"], architecture="encoder", name="encoder")
+    [cell] = plan.classification_cells([encoder], tasks.select(["rte"], tasks.load_tasks()), "small",
+                                       {"lr": (1e-3,), "epochs": (1,)}, limit=16, data_dir=demo_data)
+    outcome = execute(Job(cell), Runner("cpu", "bf16"))
+    assert isinstance(outcome.error, UserError) and "bf16" in str(outcome.error) and ran == []
+
+
+def test_a_bf16_run_of_the_paper_protocol_is_still_the_papers_in_the_report():
+    import pandas as pd
+
+    from harness.report.frame import follows_paper, protocol_notes
+
+    assert follows_paper("paper") and follows_paper("bf16, attention flash_attention_2")
+    assert not follows_paper("fp16") and not follows_paper("bf16, limit 40") and not follows_paper("")
+    notes = protocol_notes(pd.DataFrame({"protocol": ["bf16", "small grid, bf16"], "row": ["17m", "32m"]}))
+    assert notes[0].startswith("Protocol: the paper's") and "computed in bf16" in notes[0]
+    assert "NOT the paper's" in notes[1]
