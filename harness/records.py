@@ -65,6 +65,8 @@ def protocol_label(cell: Cell) -> str:
                   if value not in (None, "none")]
     else:
         parts += config.deviations(cell.model.architecture, default_mntp=cell.model.mntp)
+    if getattr(cell.task, "custom", False):  # an --include-path YAML under a shipped task's name
+        parts.append("custom spec")
     parts += cell.compute.deviations()
     if cell.data.limit is not None:
         parts.append(f"limit {cell.data.limit}")

@@ -113,3 +113,58 @@ def test_a_bf16_run_of_the_paper_protocol_is_still_the_papers_in_the_report():
     notes = protocol_notes(pd.DataFrame({"protocol": ["bf16", "small grid, bf16"], "row": ["17m", "32m"]}))
     assert notes[0].startswith("Protocol: the paper's") and "computed in bf16" in notes[0]
     assert "NOT the paper's" in notes[1]
+
+
+def test_an_include_path_yaml_under_a_shipped_name_is_warned_about_once_and_labelled_custom(tmp_path, caplog):
+    import logging
+
+    from harness.bundled import tasks_dir
+    from harness.retrieval.spec import load_retrieval_tasks
+
+    sst2 = (tasks_dir() / "glue" / "sst2.yaml").read_text()
+    scifact = (tasks_dir() / "retrieval" / "scifact.yaml").read_text()
+    (tmp_path / "sst2.yaml").write_text(sst2.replace("dataset_path: nyu-mll/glue", "dataset_path: me/my-sst2"))
+    (tmp_path / "scifact.yaml").write_text(scifact + "headline_metric: recall_at_100\n")
+    same = tmp_path / "same"
+    same.mkdir()
+    (same / "sst2.yaml").write_text(sst2)
+    with caplog.at_level(logging.WARNING):
+        specs = [tasks.load_tasks([str(tmp_path)]) for _ in range(2)]
+        retrieval = [load_retrieval_tasks([str(tmp_path)]) for _ in range(2)]
+        unchanged = tasks.load_tasks([str(same)])
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert sum("'sst2'" in w and str(tmp_path / "sst2.yaml") in w for w in warned) == 1  # once, naming the file
+    assert sum("'scifact'" in w for w in warned) == 1
+    assert specs[0]["sst2"].custom and retrieval[0]["scifact"].custom and not specs[0]["rte"].custom
+    assert not unchanged["sst2"].custom  # the same content: the same task, keyed and labelled as the shipped one
+
+    model = ModelSpec(model_id="/m/enc", architecture="encoder", name="enc")
+    [cell] = plan.classification_cells([model], [specs[0]["sst2"]], "paper", {"lr": (1e-5,), "batch_size": (32,),
+                                       "epochs": (1,), "weight_decay": (1e-5,)})
+    [shipped] = plan.classification_cells([model], [tasks.load_tasks()["sst2"]], "paper", {"lr": (1e-5,),
+                                          "batch_size": (32,), "epochs": (1,), "weight_decay": (1e-5,)})
+    assert "custom spec" in protocol_label(cell) and "custom spec" not in protocol_label(shipped)
+    [embed] = plan.retrieval_cells([model], [retrieval[0]["scifact"]], EmbeddingConfig())
+    assert protocol_label(embed) == "custom spec"
+
+
+def test_two_models_in_one_report_row_are_named_in_a_notice(tmp_path):
+    from harness.adapters.base import CellResult
+    from harness.records import build_record
+    from harness.report import build_report
+
+    store = ResultStore(tmp_path)
+    # two encoders under one --pair name, each with a task of its own: one row, as if one model
+    for model_id, arch, task, score in (("/a/enc-one", "encoder", "sst2", 0.8), ("/b/enc-two", "encoder", "rte", 0.7),
+                                        ("/a/dec", "decoder", "sst2", 0.6), ("/a/dec", "decoder", "rte", 0.6)):
+        spec = ModelSpec(model_id=model_id, architecture=arch, name=model_id.rsplit("/", 1)[-1], pair="mine")
+        [cell] = plan.classification_cells([spec], [tasks.load_tasks()[task]], "paper", {
+            "lr": (1e-5,), "batch_size": (32,), "epochs": (1,), "weight_decay": (1e-5,)})
+        store.write(build_record(cell, CellResult(metrics={"accuracy": score}, headline_metric="accuracy",
+                                                  split="validation", n_examples=10), 1.0, "cpu", None))
+    report = build_report([tmp_path], n_boot=0)
+    assert list(report.table.index) == ["mine"]
+    notes = report.notes
+    clash = [n for n in notes if "/a/enc-one" in n]
+    assert len(clash) == 1 and "/b/enc-two" in clash[0] and "mine" in clash[0] and "\n" not in clash[0]
+    assert not any("/a/dec" in n for n in notes)  # one decoder: no clash

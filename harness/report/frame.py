@@ -254,6 +254,22 @@ def protocol_notes(best: pd.DataFrame) -> list[str]:
     return notes
 
 
+def row_clash_notes(best: pd.DataFrame) -> list[str]:
+    """One line per model row label (pair name, size) that two or more different models of one
+    architecture share: their scores of different tasks land in one row as if of one model (of the
+    same task, in rows told apart only by a hash)."""
+    if best.empty:
+        return []
+    frame = best.assign(_base=[row_label(r) for r in best.to_dict("records")])
+    notes = []
+    for (row, arch), g in frame.groupby(["_base", "architecture"], sort=False):
+        ids = list(dict.fromkeys(g["model"].astype(str)))
+        if len(ids) > 1:
+            notes.append(f"Clash: row {row} holds {arch} scores of {len(ids)} different models ({', '.join(ids)}), "
+                         "shown as if of one model; give them different --pair names or report them apart")
+    return notes
+
+
 def _some(items: list[str], n: int = 3) -> str:
     return ", ".join(items[:n]) + (f" and {len(items) - n} more" if len(items) > n else "")
 
