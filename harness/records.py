@@ -126,6 +126,7 @@ def build_record(cell: Cell, result: CellResult, wall_time_s: float, device: str
     record.update({
         "status": "ok",
         "loaded_id": result.loaded_id or cell.model.model_id,
+        "loaded_commit": result.loaded_commit,
         "parameters": cell.model.parameters or result.parameters,
         "split": result.split,
         "metrics": result.metrics,

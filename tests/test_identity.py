@@ -168,3 +168,52 @@ def test_two_models_in_one_report_row_are_named_in_a_notice(tmp_path):
     clash = [n for n in notes if "/a/enc-one" in n]
     assert len(clash) == 1 and "/b/enc-two" in clash[0] and "mine" in clash[0] and "\n" not in clash[0]
     assert not any("/a/dec" in n for n in notes)  # one decoder: no clash
+
+
+def fake_hub_cache(root, repo: str, folder: str, sha: str = "0123456789abcdef0123456789abcdef01234567"):
+    """``folder`` as the cached hub snapshot ``sha`` of ``repo`` (main points at it), as a download leaves it."""
+    import shutil
+
+    base = root / f"models--{repo.replace('/', '--')}"
+    shutil.copytree(folder, base / "snapshots" / sha)
+    (base / "refs").mkdir()
+    (base / "refs" / "main").write_text(sha)
+    return sha
+
+
+def test_a_hub_id_is_resolved_once_and_records_the_id_and_commit_that_loaded(tiny_pair, demo_data, tmp_path,
+                                                                               monkeypatch):
+    from huggingface_hub import constants
+
+    from harness.execution import ExecutionSettings, run_cells
+    from harness.execution.local import LocalExecutor
+    from harness.models import hub_commit
+    from harness.report import build_report
+    from harness.report.facts import models as model_facts
+    from harness.runner import cache
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    sha = fake_hub_cache(tmp_path / "hub", "fake-org/tiny-enc", tiny_pair["encoder"])
+    assert hub_commit("fake-org/tiny-enc") == sha and hub_commit("fake-org/tiny-enc", sha) == sha
+    assert hub_commit("fake-org/not-cached") is None and hub_commit(tiny_pair["encoder"]) is None
+    tried = []
+    real = cache.load_with_aliases
+    monkeypatch.setattr(cache, "load_with_aliases", lambda spec, load: (tried.append(spec.model_id), real(spec, load))[1])
+
+    spec = ModelSpec(model_id="fake-org/missing-enc", architecture="encoder", name="aliased",
+                     aliases=("fake-org/tiny-enc",))
+    local = ModelSpec(model_id=tiny_pair["decoder"], architecture="decoder", name="dec")
+    cells = plan.classification_cells([spec, local], tasks.select(["rte"], tasks.load_tasks()), "small",
+                                      {"lr": (1e-3,), "epochs": (1,)}, limit=16, data_dir=demo_data)
+    summary = run_cells(cells, ResultStore(tmp_path / "out"), ExecutionSettings(quiet=True),
+                        LocalExecutor(Runner("cpu", "fp32")))
+    assert not summary.failed
+    assert tried.count("fake-org/missing-enc") == 1  # the tokenizer resolved it; config and weights reuse that
+    records = {r["model"]: r for r in ResultStore(tmp_path / "out").records()}
+    assert records["fake-org/missing-enc"]["loaded_id"] == "fake-org/tiny-enc"
+    assert records["fake-org/missing-enc"]["loaded_commit"] == sha
+    assert records[tiny_pair["decoder"]]["loaded_commit"] is None  # a local folder has no commit
+    report = build_report([tmp_path / "out"], n_boot=0)
+    shown = {m["id"]: m for m in model_facts(report.best, report.frame)}
+    assert shown["fake-org/missing-enc"]["loaded"] == "fake-org/tiny-enc" and shown[tiny_pair["decoder"]]["loaded"] == ""
+    assert shown["fake-org/missing-enc"]["commit"] == sha[:10]

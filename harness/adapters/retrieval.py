@@ -74,7 +74,8 @@ def run(cell, runner, options: RunOptions) -> CellResult:
         metrics=result["scores"], headline_metric=spec.headline_metric, split=spec.eval_split,
         n_examples=result["n_queries"], samples=samples(result, split, task, spec.eval_split), state=state,
         tokens_processed=runner.tokens_processed - tokens_before + details.get("training", {}).get("train_tokens", 0),
-        parameters=backbone_parameters(embedder), loaded_id=model_spec.model_id, details=details)
+        parameters=backbone_parameters(embedder), loaded_id=runner.cache.resolved(model_spec).model_id,
+        details=details)
 
 
 def backbone_parameters(embedder) -> int:

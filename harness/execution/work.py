@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from harness.adapters import adapter_for
 from harness.adapters.base import CellResult, RunOptions
 from harness.errors import UserError
+from harness.models import hub_commit
 from harness.execution.warm_start import load_checkpoint, save_checkpoint
 from harness.plan import Cell
 
@@ -59,6 +60,8 @@ def execute(job: Job, runner, worker: str = "") -> Outcome:
         if result.state is not None and job.checkpoint_path:
             save_checkpoint(result.state, job.checkpoint_path)  # a candidate; the schedule keeps the best
         result.state = None
+        if result.loaded_commit is None:  # read where the model loaded (a Ray worker's cache), no network
+            result.loaded_commit = hub_commit(result.loaded_id or job.cell.model.model_id, job.cell.model.revision)
         outcome = Outcome(result=result)
     except Exception as exc:  # judged by the schedule's retry policy
         outcome = Outcome(error=exc)
