@@ -4,6 +4,7 @@ configs, make the plan, hand it to the execution layer, print what happened."""
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
 from harness import grids, models, plan, tasks
 from harness.configs import BiasConfig, Recipe, ScoringConfig
@@ -48,11 +49,20 @@ def check_flags(args) -> None:
         raise UserError(f"unknown --grid '{args.grid}'; use {' or '.join(grids.GRIDS)}")
 
 
+def compute_of(args):
+    """The dtype and attention this run resolves to (``auto`` settled for the device), before any
+    model loads: part of every cell's key and the runner's settings alike."""
+    from harness.runner.device import planned_compute
+
+    return planned_compute(args.device, args.dtype, args.attn)
+
+
 def settings_of(args) -> tuple[ExecutionSettings, RunnerSettings]:
     execution = ExecutionSettings(executor=args.executor, retries=args.retries, address=args.address,
                                   gpus_per_cell=args.gpus_per_cell, shared_dir=args.shared_dir,
                                   log_samples=args.log_samples, quiet=args.quiet)
-    return execution, RunnerSettings(args.device, args.dtype, args.attn, args.token_budget)
+    compute = compute_of(args)  # pinned: a Ray worker runs what the plan keyed its cells by
+    return execution, RunnerSettings(args.device, compute.dtype, compute.attention, args.token_budget)
 
 
 def grid_overrides(args) -> dict:
@@ -88,8 +98,13 @@ def build_cells(args, check: bool = True) -> list[plan.Cell]:
         cells += plan.bias_cells(model_specs, bias, BiasConfig(swap=args.winogender_swap), sources)
     if generative:
         cells += lm_eval_cells(args, model_specs, generative, dirs)
+    compute = compute_of(args)
+    if compute.dtype == "fp16" and any(c.trains for c in cells):
+        from harness.runner.device import FP16_TRAINING
+
+        raise UserError(FP16_TRAINING)
     order = {spec: i for i, spec in enumerate(model_specs)}
-    return sorted(cells, key=lambda c: order[c.model])
+    return sorted((replace(c, compute=compute) for c in cells), key=lambda c: order[c.model])
 
 
 def retrieval_cells(args, model_specs, specs, dirs: list[str], overrides: dict) -> list[plan.Cell]:

@@ -198,6 +198,24 @@ class BiasConfig:
 
 
 @dataclass(frozen=True)
+class Compute:
+    """The numerics a cell runs under, resolved (``--dtype auto`` on a CPU is fp32): the compute
+    dtype and the attention implementation. The default (fp32, sdpa) adds nothing to a cell's key,
+    so the keys of default runs stay what they were before these were part of it."""
+
+    dtype: str = "fp32"  # fp32 | bf16 | fp16
+    attention: str = "sdpa"  # sdpa | eager | flash_attention_2
+
+    def identity(self) -> dict | None:
+        return None if self == Compute() else {"dtype": self.dtype, "attention": self.attention}
+
+    def deviations(self) -> list[str]:
+        """What differs from fp32 and sdpa, as text for a protocol label."""
+        out = [self.dtype] if self.dtype != "fp32" else []
+        return out + ([f"attention {self.attention}"] if self.attention != "sdpa" else [])
+
+
+@dataclass(frozen=True)
 class DataSource:
     """Where a task's rows come from: the hub (``folder`` None) or a local folder, fingerprinted by
     content so that moving a folder keeps its cells and editing a file does not."""

@@ -14,6 +14,9 @@ MAX_LENGTH = 512
 
 PAPER_LR = (1e-5, 3e-5, 5e-5, 8e-5, 1e-4)
 PAPER_WEIGHT_DECAY = (1e-6, 5e-6, 8e-6, 1e-5)
+# Ettin's sweep (orionw/bert24 create_glue_sweep.py @ae0db97: batch_sizes = [16, 32]); ModernBERT's
+# GLUE runs used 64 (AnswerDotAI/ModernBERT issue #196), which no Ettin source shows: README, "The
+# batch-size axis".
 PAPER_BATCH_SIZE = (16, 32)
 PAPER_EPOCHS = {"short": (1, 2, 3, 4), "long": (2, 5, 10, 12)}
 # "small": the learning-rate sweep with everything else fixed at a middle value of the paper grid.

@@ -204,6 +204,21 @@ def load_config(model_id: str, revision: str | None = None):
         raise UserError(hub_error_message(f"model '{model_id}'", exc)) from None
 
 
+def hub_commit(model_id: str, revision: str | None = None) -> str | None:
+    """The commit sha of the hub snapshot ``model_id`` at ``revision`` loads from, read from the local
+    Hugging Face cache (no network, so offline too); None for a local folder or an uncached id."""
+    if os.path.isdir(model_id):
+        return None
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        path = try_to_load_from_cache(model_id, "config.json", revision=revision)
+    except Exception:  # not a valid repo id, an unreadable cache: nothing to record
+        return None
+    parts = Path(path).parts if isinstance(path, str) else ()
+    return parts[parts.index("snapshots") + 1] if "snapshots" in parts[:-1] else None
+
+
 def load_with_aliases(spec: ModelSpec, load):
     """``(load(id), id)`` for the first of the spec's ids that loads. A failure to find the repository
     moves on to the next alias; when none loads, one line names every id tried and why."""

@@ -8,10 +8,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from harness import grids
-from harness.configs import (PROTOCOL_VERSION, BiasConfig, DataSource, EmbeddingConfig, FinetuneConfig, Recipe, ScoringConfig, digest,
-                             fingerprint_folders)
-from harness.models import ModelSpec
+from harness.configs import (PROTOCOL_VERSION, BiasConfig, Compute, DataSource, EmbeddingConfig, FinetuneConfig,
+                             Recipe, ScoringConfig, digest, fingerprint_folders)
 from harness.bias.spec import BiasTaskSpec
+from harness.models import ModelSpec
 from harness.retrieval.spec import RetrievalTaskSpec
 from harness.tasks import TaskSpec
 
@@ -46,6 +46,7 @@ class Cell:
     warm_start_from: str | None = None  # task whose best checkpoint this cell starts from
     init_key: str | None = None  # the cell key of that checkpoint, known once it is finished
     grid: str | None = field(default=None, compare=False)  # the grid the configuration came from
+    compute: Compute = Compute()  # dtype and attention it runs under, resolved before any model loads
 
     @property
     def adapter(self) -> str:
@@ -64,6 +65,8 @@ class Cell:
                "model": [self.model.model_id, self.model.revision, self.model.architecture],
                "task": self.task.identity(), "config": config, "data": self.data.identity(),
                "warm_start_from": self.warm_start_from}
+        if self.compute.identity():
+            out["compute"] = self.compute.identity()
         if seed:
             out["seed"] = self.seed
         if init:
@@ -84,6 +87,11 @@ class Cell:
         """Equal for every cell a best-configuration search may choose among: only the tunable
         hyperparameters, the seed and the warm-start checkpoint may differ."""
         return digest(self.identity(seed=False, tunable=False, init=False))
+
+    @property
+    def trains(self) -> bool:
+        """True when the cell fine-tunes weights (GLUE fine-tuning, an embedder's fine-tuning)."""
+        return isinstance(self.config, FinetuneConfig) or getattr(self.config, "fine_tuned", False)
 
     def with_init(self, key: str) -> "Cell":
         return replace(self, init_key=key)

@@ -68,6 +68,9 @@ def protocol_label(cell: Cell) -> str:
             parts.append(f"{config.swap} swap")
     else:
         parts += config.deviations(cell.model.architecture, default_mntp=cell.model.mntp)
+    if getattr(cell.task, "custom", False):  # an --include-path YAML under a shipped task's name
+        parts.append("custom spec")
+    parts += cell.compute.deviations()
     if cell.data.limit is not None:
         parts.append(f"limit {cell.data.limit}")
     if cell.data.local or getattr(cell.task, "local", False):
@@ -106,7 +109,8 @@ def _base(cell: Cell) -> dict:
                             "init_from": cell.init_key},
         "protocol": {"label": protocol_label(cell), "version": PROTOCOL_VERSION, "grid": cell.grid,
                      "recipe": recipe, "limit": cell.data.limit, "data": "local" if cell.data.local else "hub",
-                     "data_dir": cell.data.folder, "data_fingerprint": cell.data.fingerprint},
+                     "data_dir": cell.data.folder, "data_fingerprint": cell.data.fingerprint,
+                     "dtype": cell.compute.dtype, "attention": cell.compute.attention},
         "limit": cell.data.limit,
         "data_dir": cell.data.folder,
         "versions": library_versions(),
@@ -125,6 +129,7 @@ def build_record(cell: Cell, result: CellResult, wall_time_s: float, device: str
     record.update({
         "status": "ok",
         "loaded_id": result.loaded_id or cell.model.model_id,
+        "loaded_commit": result.loaded_commit,
         "parameters": cell.model.parameters or result.parameters,
         "split": result.split,
         "metrics": result.metrics,

@@ -246,8 +246,8 @@ def tidy_frame(*roots: str | os.PathLike):
         for r in ResultStore(root).records():
             hp = r.get("hyperparameters") or {}
             protocol = r.get("protocol") or {}
-            base = {k: r.get(k) for k in ("model", "model_name", "loaded_id", "revision", "architecture", "size",
-                                          "variant", "family", "pair", "parameters", "task", "task_group", "split",
+            base = {k: r.get(k) for k in ("model", "model_name", "loaded_id", "loaded_commit", "revision", "architecture",
+                                          "size", "variant", "family", "pair", "parameters", "task", "task_group", "split",
                                           "seed", "n_examples", "wall_time_s", "tokens_processed", "cell_key",
                                           "config_key", "protocol_key")}
             base.update({"protocol": protocol.get("label"), "hyperparameters": json.dumps(hp, sort_keys=True),

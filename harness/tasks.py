@@ -9,6 +9,7 @@ line naming the file, the row and the fix. This module knows nothing about model
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -54,6 +55,7 @@ class TaskSpec:
     warm_start_from: str | None = None
     source: str = field(default="", compare=False)
     extra: dict = field(default_factory=dict, compare=False, hash=False)
+    custom: bool = field(default=False, compare=False)  # replaces a shipped task with other content
 
     adapter = "classification"
 
@@ -128,6 +130,25 @@ def parse_task(data: dict, source: str = "<dict>") -> TaskSpec:
     )
 
 
+_WARNED: set[tuple[str, str]] = set()
+
+
+def replacing(spec, shipped: dict):
+    """``spec`` from an --include-path folder; where it takes a shipped task's name it is warned
+    about (once per file and process) and, when its content differs, marked ``custom``: its
+    records are labelled 'custom spec', never 'paper'."""
+    old = shipped.get(spec.name)
+    if old is None:
+        return spec
+    differs = spec.identity() != old.identity()
+    if (spec.name, spec.source) not in _WARNED:
+        _WARNED.add((spec.name, spec.source))
+        logging.getLogger(__name__).warning(
+            "task '%s' in %s replaces the shipped one (%s); its records are labelled %s", spec.name, spec.source,
+            old.source, "'custom spec'" if differs else "as the shipped task's (same content)")
+    return dataclasses.replace(spec, custom=True) if differs else spec
+
+
 MAX_LABELS = 10_000  # a label layer of hidden x num_labels; more is a typo, not a task
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}")
 
@@ -167,12 +188,13 @@ def load_tasks(include_paths: list[str] | None = None) -> dict[str, TaskSpec]:
             raise UserError(f"--include-path '{p}' is not a folder; give a folder of task YAML files")
         dirs.append(Path(p))
     found: dict[str, TaskSpec] = {}
+    shipped: dict[str, TaskSpec] = {}
     for d in dirs:
         for path in sorted(d.glob("*.yaml")) + sorted(d.glob("*.yml")):
             data = _read_yaml(path)
             if is_classification_yaml(data):
                 spec = parse_task(data, str(path))
-                found[spec.name] = spec
+                found[spec.name] = replacing(spec, shipped) if d != dirs[0] else shipped.setdefault(spec.name, spec)
     if not any(s.group == "glue" for s in found.values()):
         raise UserError(f"no GLUE task YAML in {dirs[0]}; the installation is incomplete: reinstall ettin-harness")
     order = {name: i for i, name in enumerate(suite().tasks)}  # the suite's (the paper's) order first

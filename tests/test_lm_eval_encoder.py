@@ -130,6 +130,44 @@ def test_loglikelihood_rolling_is_mask_append_from_cls(tiny_paths, small_budget_
         assert total == pytest.approx(reference_score(lm.model, lm.tokenizer, [lm.cls_id], cont, 3)[0], abs=TOL)
 
 
+@pytest.mark.parametrize("options", [{}, {"mntp": True, "score_sep": False, "max_length": 24}])
+def test_rolling_rows_are_built_per_batch_with_the_same_scores(tiny_paths, small_budget_runner, options, monkeypatch):
+    from harness.lm import encoder
+    from harness.lm.encoder import mask_append_rows
+
+    lm = encoder_lm(small_budget_runner, tiny_paths["encoder"], **options)
+    reqs = task_requests("wikitext_local", limit=3) + [instance("loglikelihood_rolling", ("Short text.",))]
+    # every row of every request built first, then read: the scores before rows were built per batch
+    tail = [lm.sep_id] if lm.score_sep else []
+    pairs = [([lm.cls_id], lm.tokenizer.encode(r.args[0], add_special_tokens=False) + tail) for r in reqs]
+    rows = [(i, row) for i, (p, c) in enumerate(pairs)
+            for row in mask_append_rows(p, c, lm.mask_id, lm.sep_id, lm.num_masks, lm.max_length, lm.mntp)]
+    read = lm._read_rows([row for _, row in rows])
+    before = [sum(lp for (i, _), (lp, _) in zip(rows, read) if i == n) for n in range(len(reqs))]
+
+    built, alive = [0], []  # rows built so far; rows built before each batch ran, and the batch size
+    real_row, real_map = encoder.mask_append_row, small_budget_runner.map_batches
+
+    def counted_row(*args, **kwargs):
+        built[0] += 1
+        return real_row(*args, **kwargs)
+
+    def watched_map(lengths, fn, *args, **kwargs):
+        def run(idx):
+            alive.append((built[0], len(idx)))
+            return fn(idx)
+        return real_map(lengths, run, *args, **kwargs)
+
+    monkeypatch.setattr(encoder, "mask_append_row", counted_row)
+    monkeypatch.setattr(small_budget_runner, "map_batches", watched_map)
+    assert lm.loglikelihood_rolling(reqs) == before  # the same batches: the same floats
+    assert len(alive) > 3 and sum(n for _, n in alive) == len(rows)
+    done = 1  # the mask check builds one empty row first
+    for so_far, n in alive:  # before a batch runs, only the rows of the batches before it were built
+        assert so_far == done
+        done += n
+
+
 @pytest.mark.parametrize("options", [{}, {"gen_num_masks": 1, "num_masks": 4, "mntp": True}])
 def test_generation_stops_at_stop_string_and_matches_reference(tiny_paths, options):
     from harness.runner import Runner

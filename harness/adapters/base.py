@@ -29,4 +29,5 @@ class CellResult:
     tokens_processed: int = 0  # real tokens through any forward pass of this cell
     parameters: int | None = None  # backbone parameters of the loaded model
     loaded_id: str | None = None  # the hub id or path that actually loaded
+    loaded_commit: str | None = None  # its hub snapshot's commit sha (None for a local folder)
     details: dict = field(default_factory=dict)  # adapter-specific record fields

@@ -55,6 +55,7 @@ def run_steps(cell, runner: Runner, options: RunOptions, pause_at=None):
     yielding ``(step, total_steps, train_tokens, model)``, and returns the ``CellResult``. While it
     is paused the caller may score ``model`` or run another cell on the same loaded model, provided
     it puts back this cell's weights and random state before resuming (``harness.search.trial``)."""
+    runner.hardware.refuse_fp16_training()
     spec: TaskSpec = cell.task
     config = cell.config
     arch = cell.model.architecture

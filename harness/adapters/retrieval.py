@@ -18,6 +18,8 @@ SNIPPET = 200  # characters of a top document kept in the samples
 
 def run(cell, runner, options: RunOptions) -> CellResult:
     spec, config, model_spec = cell.task, cell.config, cell.model
+    if config.fine_tuned:
+        runner.hardware.refuse_fp16_training()
     settings = EmbedSettings(**config.embed_settings())
     # the data is read and checked before any model work: a bad file costs no training
     split = read_split(spec.folder(cell.data.folder), spec.eval_split, cell.data.limit) if cell.data.folder else None
@@ -71,7 +73,8 @@ def run(cell, runner, options: RunOptions) -> CellResult:
         metrics=result["scores"], headline_metric=spec.headline_metric, split=spec.eval_split,
         n_examples=result["n_queries"], samples=samples(result, split, task, spec.eval_split), state=state,
         tokens_processed=runner.tokens_processed - tokens_before + details.get("training", {}).get("train_tokens", 0),
-        parameters=backbone_parameters(embedder), loaded_id=model_spec.model_id, details=details)
+        parameters=backbone_parameters(embedder), loaded_id=runner.cache.resolved(model_spec).model_id,
+        details=details)
 
 
 def backbone_parameters(embedder) -> int:

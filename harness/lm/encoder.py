@@ -34,7 +34,8 @@ at utils.py:832-833).
 
 The fork ran one row at a time; here the rows of many requests are length-sorted into
 token-budget batches, right-padded (the padding is masked out of attention and never read), and
-the LM head runs only at the read positions.
+the LM head runs only at the read positions. Rows are built per batch from their lengths, so a
+long document's rolling log-likelihood keeps one batch of rows in memory, not all of them.
 """
 
 from __future__ import annotations
@@ -212,35 +213,51 @@ class EncoderLM(MaskAppendGeneration, RunnerLM):
         return self.score_tokens([(ctx, cont) for _, ctx, cont in requests])
 
     def score_tokens(self, pairs: list[tuple[list[int], list[int]]]) -> list[tuple[float, bool]]:
-        """(sum of mask-append log-probabilities, all tokens greedy) per (prefix, continuation)."""
-        rows, owner = [], []
-        for i, (prefix, cont) in enumerate(pairs):
-            for row in mask_append_rows(prefix, cont, self.mask_id, self.sep_id, self.num_masks, self.max_length,
-                                        self.mntp):
-                rows.append(row)
-                owner.append(i)
-        results = self._read_rows(rows)
+        """(sum of mask-append log-probabilities, all tokens greedy) per (prefix, continuation).
+
+        A row per continuation token, each nearly as long as its request: rows are built per
+        batch, from their lengths alone until then, so a long document (rolling log-likelihood)
+        holds one batch of rows in memory, not every row of every request."""
+        max_length, extra = self.max_length, self.num_masks + 1
+        slots = [(i, k) for i, (_, cont) in enumerate(pairs) for k in range(len(cont))]
+        if slots:  # too many masks for a row: say so before any batch runs
+            mask_append_row([], self.mask_id, self.sep_id, self.num_masks, self.mntp, max_length)
+        lengths = [min(len(pairs[i][0]) + k + extra, max_length) if max_length else len(pairs[i][0]) + k + extra
+                   for i, k in slots]
+
+        def row(j: int) -> tuple[list[int], int, int]:
+            i, k = slots[j]
+            prefix, cont = pairs[i]
+            return (*mask_append_row(list(prefix) + list(cont[:k]), self.mask_id, self.sep_id, self.num_masks,
+                                     self.mntp, max_length), cont[k])
+
+        results = self._read(lengths, row)
         totals = [0.0] * len(pairs)
         greedy = [True] * len(pairs)
-        for i, (logprob, top), (_, _, target) in zip(owner, results, rows):
+        for (i, k), (logprob, top) in zip(slots, results):
             totals[i] += logprob
-            greedy[i] &= top == target
+            greedy[i] &= top == pairs[i][1][k]
         return list(zip(totals, greedy))
 
     def _read_rows(self, rows: list[tuple[list[int], int, int]]) -> list[tuple[float, int]]:
         """(log P(target), argmax) at each row's read position, batched by the runner."""
+        return self._read([len(r[0]) for r in rows], rows.__getitem__)
+
+    def _read(self, lengths: list[int], row) -> list[tuple[float, int]]:
+        """``_read_rows`` of the rows ``row(j)`` builds (``lengths[j]`` tokens long), built per batch."""
 
         def run(idx):
-            batch = pad_batch([rows[j][0] for j in idx], self.tokenizer.pad_token_id, side="right",
+            built = [row(j) for j in idx]
+            batch = pad_batch([ids for ids, _, _ in built], self.tokenizer.pad_token_id, side="right",
                               device=self.runner.device)
             self._count(batch["attention_mask"])
             device = self.runner.device
             lp, top = self._score_at(batch, torch.arange(len(idx), device=device),
-                                     torch.tensor([rows[j][1] for j in idx], device=device),
-                                     torch.tensor([rows[j][2] for j in idx], device=device))
+                                     torch.tensor([read for _, read, _ in built], device=device),
+                                     torch.tensor([target for _, _, target in built], device=device))
             return list(zip(lp.tolist(), top.tolist()))
 
-        return self.runner.map_batches([len(r[0]) for r in rows], run)
+        return self.runner.map_batches(lengths, run)
 
     def loglikelihood_rolling(self, requests, disable_tqdm: bool = False) -> list[float]:
         tail = [self.sep_id] if self.score_sep else []

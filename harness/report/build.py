@@ -14,6 +14,7 @@ from harness.report.frame import (
     comparison_table,
     load_results,
     protocol_notes,
+    row_clash_notes,
 )
 from harness.report.reference import delta_table, load_reference, versus_published
 from harness.report.significance import significance_table
@@ -53,7 +54,7 @@ def build_report(roots, n_boot: int = N_BOOT, seed: int = 0) -> Report:
     best = best_scores(frame)
     table = comparison_table(best)
     sig = significance_table(frame, best, n_boot=n_boot, seed=seed) if n_boot > 0 else None
-    notes = protocol_notes(best) + average_notes(best)
+    notes = row_clash_notes(best) + protocol_notes(best) + average_notes(best)
     if sig is not None and sig["p_value"].notna().any():
         notes.append(f"{tables.DAGGER} gap not significant (paired bootstrap, {n_boot} resamples, 95%)")
     return Report(frame, best, table, versus_published(best, load_reference()), sig, notes)

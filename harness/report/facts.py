@@ -39,13 +39,38 @@ def human_params(n) -> str:
     return str(int(n))
 
 
-def models(best: pd.DataFrame) -> list[dict]:
-    """One entry per (model, revision), smallest first."""
+def loaded_as(frame: pd.DataFrame | None) -> dict[tuple[str, str], str]:
+    """(model, revision) -> the ids that loaded instead of the asked one (a registry alias), with the
+    hub commit behind each score where the records name one: '' when every record loaded the asked id."""
+    if frame is None or "loaded_id" not in frame:
+        return {}
+    out = {}
+    rev = frame["revision"].fillna("").astype(str)
+    for (model, r), g in frame.assign(_rev=rev).groupby(["model", "_rev"], sort=False):
+        other = sorted({str(i) for i in g["loaded_id"] if not blank(i) and str(i) != model})
+        out[(model, r)] = ", ".join(other)
+    return out
+
+
+def commits(frame: pd.DataFrame | None) -> dict[tuple[str, str], str]:
+    """(model, revision) -> the short hub commit(s) its records loaded ('' when none is known)."""
+    if frame is None or "loaded_commit" not in frame:
+        return {}
+    rev = frame["revision"].fillna("").astype(str)
+    return {(model, r): ", ".join(sorted({str(c)[:10] for c in g["loaded_commit"] if not blank(c)}))
+            for (model, r), g in frame.assign(_rev=rev).groupby(["model", "_rev"], sort=False)}
+
+
+def models(best: pd.DataFrame, frame: pd.DataFrame | None = None) -> list[dict]:
+    """One entry per (model, revision), smallest first; ``frame`` (the records) adds the ids that
+    loaded when they differ from the asked one, and the hub commits."""
+    loaded, commit = loaded_as(frame), commits(frame)
     rank = {s: i for i, s in enumerate(SIZE_ORDER)}
     seen = best.assign(_rev=best["revision"].fillna("").astype(str)).drop_duplicates(["model", "_rev"])
     out = [{"name": r["model_name"] or r["model"], "id": r["model"], "architecture": r["architecture"],
             "size": r["size"] or DASH, "variant": r["variant"] or DASH, "revision": r["_rev"] or DASH,
-            "parameters": human_params(r["parameters"]),
+            "parameters": human_params(r["parameters"]), "loaded": loaded.get((r["model"], r["_rev"]), ""),
+            "commit": commit.get((r["model"], r["_rev"]), ""),
             "parameters_exact": "" if blank(r["parameters"]) else f"{int(r['parameters']):,}",
             "_key": (rank.get(r["size"], 99), r["parameters"] if not blank(r["parameters"]) else 0, r["architecture"])}
            for r in seen.to_dict("records")]

@@ -230,19 +230,43 @@ def row_protocols(best: pd.DataFrame) -> dict[str, str]:
     return {row: "; ".join(sorted(set(g["protocol"]))) for row, g in best.groupby("row", sort=False)}
 
 
+def follows_paper(label) -> bool:
+    """True for 'paper', and for a label that adds only how the paper's protocol was computed: in
+    bf16 (the paper's own precision, bf16 autocast) or with another attention implementation."""
+    parts = str(label).split(", ")
+    return label == "paper" or all(p == "bf16" or p.startswith("attention ") for p in parts)
+
+
 def protocol_notes(best: pd.DataFrame) -> list[str]:
     """One line per protocol in the table: which rows ran it, and whether it is the paper's."""
     notes = []
     for label, g in best.groupby("protocol", sort=True):
         rows = _some(list(dict.fromkeys(g["row"])), 4)
-        if label == "paper":
-            notes.append(f"Protocol: the paper's (full grid, hub data, published scoring options) for {rows}")
+        if follows_paper(label):
+            computed = "" if label == "paper" else f", computed in {label}"
+            notes.append(f"Protocol: the paper's (full grid, hub data, published scoring options{computed}) for {rows}")
         else:
             notes.append(f"Protocol: {label} for {rows}: NOT the paper's protocol; do not set these numbers "
                          "beside the published ones")
         if "asha search" in str(label):
             notes.append(f"ASHA search ({label}): each score is the best configuration among those that completed "
                          "their full schedule; configurations stopped early are never chosen")
+    return notes
+
+
+def row_clash_notes(best: pd.DataFrame) -> list[str]:
+    """One line per model row label (pair name, size) that two or more different models of one
+    architecture share: their scores of different tasks land in one row as if of one model (of the
+    same task, in rows told apart only by a hash)."""
+    if best.empty:
+        return []
+    frame = best.assign(_base=[row_label(r) for r in best.to_dict("records")])
+    notes = []
+    for (row, arch), g in frame.groupby(["_base", "architecture"], sort=False):
+        ids = list(dict.fromkeys(g["model"].astype(str)))
+        if len(ids) > 1:
+            notes.append(f"Clash: row {row} holds {arch} scores of {len(ids)} different models ({', '.join(ids)}), "
+                         "shown as if of one model; give them different --pair names or report them apart")
     return notes
 
 

@@ -58,7 +58,7 @@ def page_context(report: Report, roots=None, n_boot: int | None = None, max_exam
     return {
         "generated": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "folders": roots,
-        "models": facts.models(report.best),
+        "models": facts.models(report.best, report.frame),
         "tasks": facts.tasks(report.frame, report.best),
         "versions": facts.versions(report.frame),
         "protocols": facts.protocol_labels(report.frame),

@@ -18,6 +18,7 @@ from harness.report.frame import (
     best_scores,
     comparison_table,
     display,
+    follows_paper,
     task_order,
 )
 from harness.report.leaderboard import TEXT_COLUMNS, leaderboard_frame
@@ -136,7 +137,7 @@ def _line(table, row, task, s: dict, paper: dict, notes: dict, drill: dict) -> d
         line[f"paper_{key}"] = DASH if ref is None else num(ref["published"]) + ("~" if ref["approximate"] else "")
         line[f"delta_{key}"] = DASH if ref is None else num(ref["delta"], signed=True)
         protocol = None if ref is None else ref.get("protocol")
-        if not blank(protocol) and protocol != "paper":  # measured another way: no delta against the paper
+        if not blank(protocol) and not follows_paper(protocol):  # measured another way: no delta against the paper
             line[f"delta_{key}"] = "n/c"
             line["off_protocol"] = f"measured under protocol '{protocol}', not the paper's: not comparable"
     return line

@@ -19,6 +19,7 @@ from harness.bundled import tasks_dir
 from harness.configs import digest
 from harness.errors import UserError, first_line
 from harness.suite import suite
+from harness.tasks import replacing
 
 EXAMPLE = "see tasks/retrieval/scifact.yaml for the format"
 # The Ettin authors' training data (retrieval_eval/train_st.py): MS MARCO hard-negative triplets,
@@ -40,6 +41,7 @@ class RetrievalTaskSpec:
     ignore_identical_ids: bool | None = None  # None: as the MTEB task named by mteb_task (else False)
     description: str = field(default="", compare=False)
     source: str = field(default="", compare=False)
+    custom: bool = field(default=False, compare=False)  # replaces a shipped task with other content
 
     adapter = "retrieval"
     local = False
@@ -99,6 +101,7 @@ def load_retrieval_tasks(include_paths: list[str] | None = None) -> dict[str, Re
     """The shipped ``tasks/retrieval`` specs plus those in ``--include-path`` folders."""
     dirs = [tasks_dir() / "retrieval"] + [Path(p) for p in include_paths or [] if os.path.isdir(p)]
     found: dict[str, RetrievalTaskSpec] = {}
+    shipped: dict[str, RetrievalTaskSpec] = {}
     for d in dirs:
         for path in sorted(d.glob("*.yaml")) + sorted(d.glob("*.yml")):
             try:
@@ -107,6 +110,6 @@ def load_retrieval_tasks(include_paths: list[str] | None = None) -> dict[str, Re
                 raise UserError(f"task file {path} cannot be read ({first_line(exc)}); fix or remove it") from None
             if is_retrieval_yaml(data):
                 spec = parse_retrieval_task(data, str(path))
-                found[spec.name] = spec
+                found[spec.name] = replacing(spec, shipped) if d != dirs[0] else shipped.setdefault(spec.name, spec)
     order = {name: i for i, name in enumerate(suite().tasks)}
     return dict(sorted(found.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])))

@@ -91,7 +91,8 @@ class Runner:
                 oldest = next(iter(self._embedders))
                 del self._embedders[oldest]
                 self._embeddings.pop(oldest, None)
-            self._embedders[key] = build(spec, settings, self.device, self.dtype)
+            # the hub id resolved once (a registry alias when the primary id is not found)
+            self._embedders[key] = build(self.cache.resolved(spec), settings, self.device, self.dtype)
             self.cache.loads += 1
         return self._embedders[key]
 

@@ -9,7 +9,7 @@ parameters a checkpoint does not hold (a fresh head) are initialised per seed ex
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Sequence
 
 import torch
@@ -60,6 +60,7 @@ class ModelCache:
         self.max_models = max_models
         self._models: dict[tuple, LoadedModel] = {}
         self._tokenizers: dict[tuple, object] = {}
+        self._ids: dict[tuple, str] = {}  # (model id, revision) -> the hub id or path its tokenizer loaded from
         self.loads = 0  # from_pretrained calls, for tests and logs
 
     def tokenizer(self, spec: ModelSpec):
@@ -68,7 +69,8 @@ class ModelCache:
             from transformers import AutoTokenizer
 
             try:
-                tok, _ = load_with_aliases(spec, lambda name: AutoTokenizer.from_pretrained(name, revision=spec.revision))
+                tok, self._ids[key] = load_with_aliases(
+                    spec, lambda name: AutoTokenizer.from_pretrained(name, revision=spec.revision))
             except UserError:
                 raise
             except Exception as exc:
@@ -77,11 +79,18 @@ class ModelCache:
             self._tokenizers[key] = tok
         return self._tokenizers[key]
 
+    def resolved(self, spec: ModelSpec) -> ModelSpec:
+        """``spec`` as the hub id (or path) its tokenizer loaded from, with no alias left to try: a
+        model's id is resolved once, and its tokenizer, config and weights come from one repository."""
+        self.tokenizer(spec)
+        return replace(spec, model_id=self._ids[(spec.model_id, spec.revision)], aliases=())
+
     def model_type(self, spec: ModelSpec) -> str:
         """The config's ``model_type`` (``modernbert``, ``modernbert-decoder``, ``bert``, ...)."""
         from transformers import AutoConfig
 
-        config, _ = load_with_aliases(spec, lambda name: AutoConfig.from_pretrained(name, revision=spec.revision))
+        config, _ = load_with_aliases(self.resolved(spec),
+                                      lambda name: AutoConfig.from_pretrained(name, revision=spec.revision))
         return getattr(config, "model_type", "")
 
     def load(self, spec: ModelSpec, head: str, num_labels: int | None = None, problem_type: str | None = None,
@@ -130,7 +139,7 @@ class ModelCache:
                 return auto.from_pretrained(name, attn_implementation="eager", **kwargs, **extra)
 
         try:
-            (model, info), loaded_id = load_with_aliases(spec, read)
+            (model, info), loaded_id = load_with_aliases(self.resolved(spec), read)
         except UserError:
             raise
         except OSError as exc:

@@ -9,11 +9,13 @@ from dataclasses import dataclass
 
 import torch
 
+from harness.configs import Compute
 from harness.errors import UserError
 
 DTYPES = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16,
           "float16": torch.float16, "fp32": torch.float32, "float32": torch.float32}
 ATTENTION = ("auto", "sdpa", "eager", "flash_attention_2")
+DTYPE_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
 
 
 def pick_device(device: str | None) -> torch.device:
@@ -30,7 +32,9 @@ def pick_device(device: str | None) -> torch.device:
 def pick_dtype(dtype: str | None, device: torch.device) -> torch.dtype:
     if dtype in ("auto", None):
         if device.type == "cuda":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+            # a plan made where the GPU is absent (a dry run on a laptop) assumes a bf16 one
+            bf16 = not torch.cuda.is_available() or torch.cuda.is_bf16_supported()
+            return torch.bfloat16 if bf16 else torch.float16
         return torch.float32
     if dtype not in DTYPES:
         raise UserError(f"unknown --dtype '{dtype}'; use auto, bf16, fp16 or fp32")
@@ -52,6 +56,22 @@ def pick_attention(attn: str | None, device: torch.device, dtype: torch.dtype) -
     return "sdpa"
 
 
+FP16_TRAINING = ("fine-tuning in fp16 (--dtype fp16, or --dtype auto on a GPU without bf16) is refused: it "
+                 "would train without loss scaling; use --dtype fp32, or --dtype bf16 on a GPU that has it")
+
+
+def planned_compute(device: str | None, dtype: str | None, attention: str | None) -> Compute:
+    """The dtype and attention a run with these flags resolves to, known before any model loads
+    (a plan's cells are keyed by it). A device that is not visible here (a dry run of a GPU job on
+    a laptop) is planned as a bf16 GPU."""
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        dev = torch.device("cuda")
+    else:
+        dev = pick_device(device)
+    dt = pick_dtype(dtype, dev)
+    return Compute(DTYPE_NAMES[dt], pick_attention(attention, dev, dt))
+
+
 @dataclass(frozen=True)
 class Hardware:
     device: torch.device
@@ -63,6 +83,16 @@ class Hardware:
         dev = pick_device(device)
         dt = pick_dtype(dtype, dev)
         return cls(dev, dt, pick_attention(attention, dev, dt))
+
+    @property
+    def compute(self) -> Compute:
+        """The dtype and attention as a cell's key holds them."""
+        return Compute(DTYPE_NAMES[self.dtype], self.attention)
+
+    def refuse_fp16_training(self) -> None:
+        """fp16 fine-tuning without loss scaling underflows its gradients: stop before any work."""
+        if self.dtype == torch.float16:
+            raise UserError(FP16_TRAINING)
 
     def describe(self) -> str:
         name = str(self.device)

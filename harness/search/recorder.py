@@ -180,7 +180,7 @@ class Recorder(tune.Callback):
             result = CellResult(metrics=last["metrics"], headline_metric=cell.task.headline_metric,
                                 split=cell.task.primary_split, n_examples=last["n_examples"],
                                 tokens_processed=last.get("train_tokens") or 0, parameters=last["parameters"],
-                                loaded_id=last["loaded_id"],
+                                loaded_id=last["loaded_id"], loaded_commit=last.get("loaded_commit"),
                                 details={"train_tokens": last["train_tokens"], "train_steps": last["step"],
                                          "search": search})
             record = build_record(cell, result, last.get("time_total_s", 0.0), last["device"], None)

@@ -34,6 +34,7 @@ from harness import metrics
 from harness.adapters import classification, finetune
 from harness.adapters.base import RunOptions
 from harness.errors import UserError, first_line, one_line
+from harness.models import hub_commit
 from harness.execution.faults import can_pass
 from harness.execution.warm_start import load_checkpoint, save_checkpoint
 from harness.search.space import AshaSettings
@@ -137,7 +138,9 @@ class Rungs:
                 "train_tokens": train_tokens, "full_train_tokens": self.train_tokens(),
                 "eval_tokens": sum(len(ids) for ids in data.ids), "metrics": scores, "n_examples": len(labels), "replayed": False,
                 "parameters": self.runner.parameters_of(cell.model),
-                "loaded_id": self.runner.loaded_id_of(cell.model), "device": self.runner.describe()}
+                "loaded_id": self.runner.loaded_id_of(cell.model), "device": self.runner.describe(),
+                "loaded_commit": hub_commit(self.runner.loaded_id_of(cell.model) or cell.model.model_id,
+                                            cell.model.revision)}
 
 
 def combined(unit: float, seeds: dict[str, dict]) -> dict:
