@@ -17,7 +17,9 @@ from harness.tasks import check_task_name
 from harness.suite import TWIN_SUFFIX, suite
 
 # Folder names under --data-dir that hold a task's files, besides the task's own name.
-DATA_DIR_ALIASES = {"social_iqa": ["siqa"]}
+DATA_DIR_ALIASES = {"social_iqa": ["siqa"],
+                    **{f"winogender_{v}": ["winogender"] for v in ("all", "male", "female", "neutral", "gotcha",
+                                                                   "gotcha_male", "gotcha_female")}}
 
 
 def _include_paths(include_paths) -> tuple[str, ...]:
@@ -173,7 +175,10 @@ def _build_with_data_dir(manager, entry, requested: str, data_dir: str):
     ``validation`` (local copies often hold only that); ``train``, when present, feeds few-shot.
     """
     cfg = entry.cfg or {}
-    base = (cfg.get("metadata") or {}).get("twin_of") or requested
+    meta = cfg.get("metadata") or {}
+    base = meta.get("twin_of") or requested
+    if meta.get("data_file"):  # a task whose data is one named file of a shared folder (Winogender)
+        return _build_with_data_file(manager, entry, requested, data_dir, meta["data_folder"], meta["data_file"])
     names = data_folder_names(requested, base)
     eval_key = "test_split" if cfg.get("test_split") else "validation_split"
     candidates = [(eval_key, cfg.get(eval_key) or "validation")]
@@ -195,6 +200,21 @@ def _build_with_data_dir(manager, entry, requested: str, data_dir: str):
         path = Path(tmp) / f"{entry.name}.yaml"
         path.write_text(json.dumps({"include": str(entry.yaml_path), **overrides}))  # JSON is YAML
         return manager.load([str(path)])["tasks"][entry.name]
+
+
+def _build_with_data_file(manager, entry, requested: str, data_dir: str, folder: str, name: str):
+    """The local task ``entry`` reading DIR/<folder>/<name> for its evaluation split."""
+    path = Path(data_dir) / folder / name
+    if not path.exists():
+        raise UserError(f"no data for task '{requested}' in --data-dir: expected {path}")
+    cfg = entry.cfg or {}
+    key = "test_split" if cfg.get("test_split") else "validation_split"
+    split = cfg.get(key) or "validation"
+    overrides = {"dataset_kwargs": {**(cfg.get("dataset_kwargs") or {}), "data_files": {split: str(path.resolve())}}}
+    with tempfile.TemporaryDirectory() as tmp:
+        yaml_path = Path(tmp) / f"{entry.name}.yaml"
+        yaml_path.write_text(json.dumps({"include": str(entry.yaml_path), **overrides}))  # JSON is YAML
+        return manager.load([str(yaml_path)])["tasks"][entry.name]
 
 
 def _offline() -> bool:
