@@ -123,7 +123,8 @@ def lm_eval_cells(args, model_specs, names: list[str], dirs: list[str]) -> list[
 
     folders = {t: data_folder_names(t) for t in names}
     chosen = plan.pick_data_dirs(dirs, folders, fallback_first=False)
-    lm_tasks = [plan.LmEvalTask(t, include_paths=tuple(os.path.abspath(p) for p in args.include_path),
+    lm_tasks = [plan.LmEvalTask(t, group="bias" if t.startswith("winogender") else "generative",
+                                include_paths=tuple(os.path.abspath(p) for p in args.include_path),
                                 fingerprint=fingerprint(t, args.include_path), local=is_local(t, args.include_path))
                 for t in names]
     sources = {t: plan.data_source(chosen[t], folders[t], args.limit) for t in names}

@@ -222,3 +222,30 @@ def test_bad_winogender_rows_are_one_line_and_exit_2(tiny_pair, winogender, tmp_
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and says in err[-1] and "winogender_gotcha.jsonl" in err[-1], err
     assert not glob.glob(f"{out}/records/*.json")
+
+
+def test_the_report_pairs_by_sentence_and_plots_occupations(leaning_pair, winogender, tmp_path):
+    from harness.report import build_report, write_report
+    from harness.report.bias_plot import occupation_points
+    from harness.report.drilldown import pairs
+    from harness.report.frame import task_order
+
+    records = run_pair(leaning_pair, winogender, tmp_path / "out")
+    hit = {a: {r["sentid"]: r["pred"] == r["gender"] for r in rows} for a, (_, rows) in records.items()}
+    report = build_report([tmp_path / "out"], n_boot=200)
+    [sig] = report.significance.to_dict("records")
+    direct = sum(hit["encoder"][s] - hit["decoder"][s] for s in hit["encoder"]) / len(ROWS)
+    assert sig["n_examples"] == len(ROWS) and sig["gap"] == pytest.approx(100 * direct)
+    order = [(row, task) for row in report.table.index for _, task in task_order(report.best)]
+    [entry] = pairs(report.frame, report.best, order)
+    both = sum(hit["encoder"][s] and hit["decoder"][s] for s in hit["encoder"])
+    only_enc = sum(hit["encoder"][s] and not hit["decoder"][s] for s in hit["encoder"])
+    assert entry["table"][0] == [both, only_enc] and entry["n"] == len(ROWS)
+    points = occupation_points(report.frame, report.best)
+    decoder_rows = records["decoder"][1]
+    for occupation, g in points[points["architecture"] == "decoder"].groupby("occupation"):
+        mine = [r for r in decoder_rows if r["occupation"] == occupation]
+        assert g["predicted_female"].iloc[0] == pytest.approx(100 * sum(r["pred"] == "female" for r in mine) / len(mine))
+    assert set(points["occupation"]) == {r[3] for r in ROWS}
+    paths = write_report([tmp_path / "out"], tmp_path / "report", n_boot=50)
+    assert "plots/bias_occupations.png" in paths and "Bias: per occupation" in Path(paths["index.html"]).read_text()

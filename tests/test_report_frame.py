@@ -253,6 +253,8 @@ def readme_report_files() -> set[str]:
     table = readme.split("With `--out DIR` it writes:", 1)[1].split("\n\n", 2)[1]
     names = set()
     for line in table.splitlines()[2:]:
+        if line.split("|")[2].strip().startswith("where "):  # written only when such results exist
+            continue
         for name in re.findall(r"`([\w/.]+)`", line.split("|")[1]):
             stem, _, exts = name.partition(".")
             names |= {f"{stem}.{ext}" for ext in exts.replace("/", "").split(".") if ext}

@@ -116,7 +116,7 @@ def encoder_sample(r, masks: list[dict]) -> dict:
     if weight > 0:
         scores = {g: v / weight for g, v in scores.items()}
     pred = max(scores, key=lambda g: scores[g])
-    return {**_row(r), "masked": masks, "mass": scores, "pred": pred, "gotcha_preferred": pred == r.gender}
+    return {**_row(r), "masked": masks, "mass": scores, "pred": pred, "gotcha_preference": float(pred == r.gender)}
 
 
 def perplexities(runner, model, tok, texts: list[str]) -> list[float]:
@@ -140,9 +140,12 @@ def perplexities(runner, model, tok, texts: list[str]) -> list[float]:
 def decoder_sample(r, texts: dict, ppl: list[float]) -> dict:
     by_gender = dict(zip(wg.GENDERS, ppl))
     pred = min(by_gender, key=lambda g: by_gender[g])
-    return {**_row(r), "variants": texts, "perplexity": by_gender, "pred": pred, "gotcha_preferred": pred == r.gender}
+    return {**_row(r), "variants": texts, "perplexity": by_gender, "pred": pred,
+            "gotcha_preference": float(pred == r.gender)}
 
 
 def _row(r) -> dict:
+    """What every sample carries; ``gotcha_preference`` (1 or 0) is the sentence's share of the rate,
+    so the report's bootstrap and paired test work by sentence."""
     return {"sentid": r.sentid, "input": r.sentence, "gender": r.gender, "occupation": r.occupation,
             "participant": r.participant, "bls_pct_female": r.bls_pct_female}

@@ -122,6 +122,16 @@ def _retrieval(row: dict, metric: str) -> Example:
                    1.0 - value)
 
 
+def _bias(row: dict) -> Example:
+    """A Winogender sentence: the gotcha gender as gold, the model's preferred gender and its evidence."""
+    evidence = row.get("mass") or row.get("perplexity") or {}
+    kind = "mass" if "mass" in row else "perplexity"
+    detail = ", ".join(f"{g} {float(v):.3g}" for g, v in evidence.items())
+    pred = str(row.get("pred"))
+    return Example(_clip(row.get("input")), str(row.get("gender")), f"{pred} ({kind}: {detail})", None,
+                   pred == row.get("gender"))
+
+
 class Samples(Mapping):
     """One record's per-example outputs: {example id: Example}, built lazily (a dev set of 40k rows
     is tabulated from the cheap right/wrong of each row; only the examples shown are built in full)."""
@@ -134,6 +144,8 @@ class Samples(Mapping):
             row = self.rows[key]
             if "query_id" in row:
                 self._built[key] = _retrieval(row, self.metric)
+            elif "sentid" in row:
+                self._built[key] = _bias(row)
             else:
                 self._built[key] = _lm_eval(row, self.metric) if "doc_id" in row else _classification(self.task, row)
         return self._built[key]
@@ -152,6 +164,8 @@ class Samples(Mapping):
         row = self.rows[key]
         if "query_id" in row:  # retrieval: no right or wrong, 1 - nDCG@10 as the error
             return None, 1.0 - float(row.get(self.metric, 0.0))
+        if "sentid" in row:  # bias: "right" is preferring the gotcha gender
+            return row.get("pred") == row.get("gender"), None
         if "doc_id" in row:
             value = row.get(self.metric, row.get(self.metric.split(",")[0]))
             if isinstance(value, (int, float)) and value in (0, 1):
@@ -193,6 +207,8 @@ def examples_of(record: dict) -> Samples | None:
     for row in rows:
         if "query_id" in row:
             out[("query", row["query_id"])] = row
+        elif "sentid" in row:
+            out[("sentence", row["sentid"])] = row
         elif "doc_id" in row:
             out[("doc", row["doc_id"])] = row
         elif "pred" in row and "label" in row and row.get("split", record.get("split")) == record.get("split"):
@@ -213,7 +229,7 @@ def _sample(n: int, cap: int, seed: int = 0) -> list[int]:
 
 
 def _row(key, enc: Example, dec: Example) -> list:
-    ident = key[1] if key[0] in ("doc", "query") else f"{key[0]}/{key[1]}"
+    ident = key[1] if key[0] in ("doc", "query", "sentence") else f"{key[0]}/{key[1]}"
 
     def conf(e):
         return round(e.conf, 3) if e.conf is not None and math.isfinite(e.conf) else None

@@ -46,6 +46,11 @@ def plain_text(fig: Figure) -> Figure:
     return fig
 
 
+def save_figure(fig: Figure, stem: str | Path) -> list[str]:
+    """``fig`` as ``stem``.png and .pdf; returns their paths."""
+    return _save(fig, stem)
+
+
 def _save(fig: Figure, stem: str | Path) -> list[str]:
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)

@@ -61,6 +61,8 @@ class Outputs:
 def _row_id(row: dict):
     if "query_id" in row:  # retrieval: one row per judged query
         return ("query", row["query_id"])
+    if "sentid" in row:  # bias: one row per sentence
+        return ("sentence", row["sentid"])
     if "doc_id" in row:
         return ("doc", row["doc_id"])
     return (row.get("split"), row["idx"])

@@ -175,7 +175,8 @@ def leaderboard(report: Report) -> dict:
 
 
 def figures(report: Report, prefix: str) -> list[dict]:
-    """The three figures as inline SVG (the same drawings as the PNG/PDF files)."""
+    """The figures as inline SVG (the same drawings as the PNG/PDF files): scaling, Figure 1, the gap
+    heatmap, and the bias picture where bias results exist."""
     out = [("scaling", "Scaling: score against parameters, per task and average",
             lambda: plots.scaling_figure(report.best)),
            ("figure1", "The paper's Figure 1 view: MNLI, MS MARCO retrieval and the generative average against "
@@ -183,6 +184,12 @@ def figures(report: Report, prefix: str) -> list[dict]:
             lambda: plots.figure1_figure(report.best, load_reference())),
            ("gap", "Gap heatmap: encoder - decoder per size and task",
             lambda: plots.gap_heatmap_figure(report.table, report.significance))]
+    from harness.report.bias_plot import occupation_figure, occupation_points
+
+    bias = occupation_figure(occupation_points(report.frame, report.best))
+    if bias is not None:
+        out.append(("bias", "Bias: per occupation, gotcha sentences resolved female against the occupation's BLS "
+                            "share of women", lambda: bias))
     return [{"key": key, "title": title, "svg": plots.svg_text(make(), f"{prefix}-{key}")} for key, title, make in out]
 
 

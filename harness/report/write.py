@@ -56,6 +56,11 @@ def write_report(roots, out_dir: str | Path, n_boot: int = N_BOOT, seed: int = 0
     stems = {"scaling": plots.plot_scaling(report.best, out / "plots" / "scaling"),
              "figure1": plots.plot_figure1(report.best, out / "plots" / "figure1", load_reference()),
              "gap_heatmap": plots.plot_gap_heatmap(report.table, out / "plots" / "gap_heatmap", report.significance)}
+    from harness.report.bias_plot import occupation_figure, occupation_points
+
+    bias = occupation_figure(occupation_points(report.frame, report.best))
+    if bias is not None:
+        stems["bias_occupations"] = plots.save_figure(bias, out / "plots" / "bias_occupations")
     for name, files in stems.items():
         for f in files:
             paths[f"plots/{Path(f).name}"] = f
