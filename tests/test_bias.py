@@ -249,3 +249,29 @@ def test_the_report_pairs_by_sentence_and_plots_occupations(leaning_pair, winoge
     assert set(points["occupation"]) == {r[3] for r in ROWS}
     paths = write_report([tmp_path / "out"], tmp_path / "report", n_boot=50)
     assert "plots/bias_occupations.png" in paths and "Bias: per occupation" in Path(paths["index.html"]).read_text()
+
+
+def test_the_page_shows_the_bias_section(leaning_pair, winogender, tmp_path):
+    from browser import Page, chromium, require_or_skip
+
+    from harness.report import write_report
+
+    require_or_skip()
+    records = run_pair(leaning_pair, winogender, tmp_path / "out")
+    paths = write_report([tmp_path / "out"], tmp_path / "report", n_boot=50)
+    disagree = {r["sentid"] for r in records["encoder"][1]} - {
+        s for s in {r["sentid"] for r in records["encoder"][1]}
+        if next(r["pred"] == r["gender"] for r in records["encoder"][1] if r["sentid"] == s)
+        == next(r["pred"] == r["gender"] for r in records["decoder"][1] if r["sentid"] == s)}
+    with chromium() as context:
+        page = Page(context, paths["index.html"])
+        assert page.page.locator("svg[aria-label$='-bias']").count() == 1  # the occupation picture
+        page.page.locator('table.comparison tr[data-task="winogender_gotcha_preference"] a.drill-link').first.click()
+        panel = page.page.locator(".drill-panel:visible")
+        assert disagree, "the fixture should have sentences the two architectures disagree on"
+        panel.locator("table.examples tbody tr").first.wait_for()
+        shown = {t.strip() for t in panel.locator("table.examples tbody td.id").all_inner_texts()}
+        assert shown == disagree
+        assert "McNemar" in panel.inner_text()
+        assert page.errors == [] and page.requests == [page.url]
+        page.page.close()
