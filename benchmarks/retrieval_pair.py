@@ -31,7 +31,7 @@ def main(argv=None) -> int:
     p.add_argument("--pair-lr", default="1e-3", help="learning rate of the random-weight pair")
     p.add_argument("--minilm-lr", default="5e-5", help="learning rate of the pretrained MiniLM")
     p.add_argument("--batch-size", default="64")
-    p.add_argument("--epochs", default="2")
+    p.add_argument("--epochs", default="1", help="the recipe's one epoch")
     p.add_argument("--max-length", default="256", help="max tokens per text (MiniLM's own limit: 256)")
     args = p.parse_args(argv)
     os.environ.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", HF_EVALUATE_OFFLINE="1")

@@ -287,13 +287,21 @@ def demo(args) -> int:
     source = plan.data_source(str(DEMO_RETRIEVAL_DIR), [retrieval.name], None)
     cells += plan.retrieval_cells(pair_specs, [retrieval], EmbeddingConfig(), {"lr": (3e-3,), "batch_size": (16,),
                                   "epochs": (10,)}, sources={retrieval.name: source})
+    # the Winogender gotcha preference on the lm-eval twins' six sample sentences
+    from harness.bias.spec import load_bias_tasks
+    from harness.bundled import tasks_dir
+
+    bias = load_bias_tasks()["winogender_gotcha_preference"]
+    samples = str(tasks_dir() / "generative" / "data")
+    cells += plan.bias_cells(pair_specs, [bias], sources={bias.name: plan.data_source(samples, bias.folder_names, None)})
     execution = ExecutionSettings(log_samples=True, quiet=args.quiet)
     code = execute(cells, execution, RunnerSettings("cpu", "fp32"), args.output_path)
     report_dir = os.path.join(args.output_path, "report")
     paths = write_report([args.output_path], report_dir)
     say("\nThese are tiny random-weight stand-ins fine-tuned on small synthetic GLUE-format data "
         f"({DEMO_DATA_DIR}), scored on a small multiple-choice fixture and fine-tuned as embedders on a small "
-        f"synthetic retrieval set ({DEMO_RETRIEVAL_DIR}); the numbers check the pipeline, not the Ettin models.")
+        f"synthetic retrieval set ({DEMO_RETRIEVAL_DIR}), and measured on six Winogender sentences; the numbers "
+        "check the pipeline, not the Ettin models.")
     say("To run the real models (needs Hugging Face hub access, ideally a GPU):\n"
         "  ettin-eval run --sizes 17m,150m --arch both --tasks glue,generative,msmarco --device cuda "
         "--output-path results/runs/ettin")
