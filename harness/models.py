@@ -9,6 +9,7 @@ the config: ``jhu-clsp/ettin-decoder-150m@step599525``, ``./my-model:encoder``.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -217,6 +218,21 @@ def hub_commit(model_id: str, revision: str | None = None) -> str | None:
         return None
     parts = Path(path).parts if isinstance(path, str) else ()
     return parts[parts.index("snapshots") + 1] if "snapshots" in parts[:-1] else None
+
+
+def hub_dataset(repo_id: str, revision: str | None = None) -> dict:
+    """A hub dataset a cell read, for its record: id, the revision asked for, and the commit sha the
+    local Hugging Face cache holds for that revision (no network; None when not cached)."""
+    from huggingface_hub import constants
+
+    commit = None
+    ref = revision or "main"
+    folder = Path(constants.HF_HUB_CACHE) / f"datasets--{repo_id.replace('/', '--')}"
+    if re.fullmatch(r"[0-9a-f]{40}", ref):
+        commit = ref if (folder / "snapshots" / ref).is_dir() else None
+    elif (folder / "refs" / ref).is_file():
+        commit = (folder / "refs" / ref).read_text().strip() or None
+    return {"id": repo_id, "revision": revision, "commit": commit}
 
 
 def load_with_aliases(spec: ModelSpec, load):

@@ -152,3 +152,20 @@ def test_only_a_missing_repository_moves_on_to_an_alias(error, monkeypatch):
     with pytest.raises(UserError) as err:
         models.load_with_aliases(spec, load)
     assert tried == [spec.model_id] and spec.model_id in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_hub_dataset_is_recorded_with_the_commit_the_cache_holds(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    from harness.models import hub_dataset
+
+    sha = "a" * 40
+    folder = tmp_path / "datasets--nyu-mll--glue"
+    (folder / "refs").mkdir(parents=True)
+    (folder / "refs" / "main").write_text(sha)
+    (folder / "snapshots" / sha).mkdir(parents=True)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    assert hub_dataset("nyu-mll/glue") == {"id": "nyu-mll/glue", "revision": None, "commit": sha}
+    assert hub_dataset("nyu-mll/glue", sha)["commit"] == sha  # a pinned commit (MTEB pins its datasets)
+    assert hub_dataset("nyu-mll/glue", "b" * 40)["commit"] is None  # not in the cache
+    assert hub_dataset("other/set")["commit"] is None

@@ -21,6 +21,7 @@ import re
 import torch
 
 from harness.adapters.base import CellResult, RunOptions
+from harness.models import hub_dataset
 from harness.bias import winogender as wg
 from harness.runner import pad_batch
 
@@ -48,6 +49,8 @@ def run(cell, runner, options: RunOptions) -> CellResult:
                         "swap": cell.config.swap if arch == "decoder" else None,
                         "top_k": TOP_K if arch == "encoder" else None, "dtype": str(runner.dtype).replace("torch.", ""),
                         **by}}
+    if not cell.data.folder:
+        details["dataset"] = hub_dataset(wg.HUB[0])
     return CellResult(metrics=metrics, headline_metric="gotcha_preference", split="test", n_examples=len(rows),
                       samples=samples, tokens_processed=runner.tokens_processed - before,
                       parameters=runner.parameters_of(spec), loaded_id=runner.loaded_id_of(spec), details=details)

@@ -14,6 +14,7 @@ from harness import metrics
 from harness.adapters import finetune, inputs
 from harness.adapters.base import CellResult, RunOptions
 from harness.configs import digest
+from harness.models import hub_dataset
 from harness.runner import LoadedModel, Runner, label_keys
 from harness.tasks import TaskSpec, load_split
 
@@ -88,7 +89,8 @@ def run_steps(cell, runner: Runner, options: RunOptions, pause_at=None):
         tokens_processed=runner.tokens_processed - tokens_before - training.paused_tokens, parameters=loaded.parameters,
         loaded_id=loaded.loaded_id,
         details={"train_loss": training.loss, "train_steps": training.steps, "warmup_steps": training.warmup_steps,
-                 "input_format": {**fmt.to_dict(), **overrides}, **throughput(runner, model, training)})
+                 "input_format": {**fmt.to_dict(), **overrides}, **throughput(runner, model, training),
+                 **({} if data_dir else {"dataset": hub_dataset(spec.dataset_path)})})
 
 
 def throughput(runner: Runner, model, training: finetune.Training) -> dict:

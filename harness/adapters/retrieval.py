@@ -9,6 +9,7 @@ import time
 import torch
 
 from harness.adapters.base import CellResult, RunOptions
+from harness.models import hub_dataset
 from harness.retrieval import mteb_bridge
 from harness.retrieval.beir import document_text, read_split
 from harness.runner.embedder import EmbedSettings, embed, fresh_copy, token_lengths
@@ -66,6 +67,8 @@ def run(cell, runner, options: RunOptions) -> CellResult:
         "scoring_tokens": scored["tokens"],
         "scoring_time_s": round(scored["seconds"], 3),
         **flops(runner, embedder, scored["tokens"], scored["seconds"], prefix="scoring_")}
+    if not split:
+        details["dataset"] = hub_dataset(task.metadata.dataset["path"], task.metadata.dataset.get("revision"))
     state = None
     if options.keep_state:
         state = {k: v.detach().to("cpu", copy=True) for k, v in embedder.model.state_dict().items()}

@@ -63,4 +63,5 @@ def evaluate_task(runner, spec: ModelSpec, task: str, *, include_paths: list[str
         "num_fewshot": results.get("n-shot", {}).get(name),
         "higher_is_better": results.get("higher_is_better", {}).get(name),
         "data_files": (task_obj.config.dataset_kwargs or {}).get("data_files"),
+        "dataset_path": task_obj.config.dataset_path,
     }
