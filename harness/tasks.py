@@ -279,17 +279,39 @@ def _read_local(path: Path, split: str):
 def _raise_on_bad_json_line(path: Path) -> None:
     """Name the first line of a JSON-lines file that is not one JSON object (only on a failed load,
     so a good file is parsed once, by ``datasets``)."""
+    for _ in json_lines(path):
+        pass
+
+
+def json_lines(path: Path):
+    """(line number, row) for each JSON object of a JSON-lines file; a line that is not one, or
+    bytes that are not UTF-8, stop with one line naming the file and the line."""
     with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise UserError(f"{path} line {number} is not valid JSON ({exc.msg}); fix that line") from None
-            if not isinstance(row, dict):
-                raise UserError(f"{path} line {number} is not a JSON object ({{\"column\": value, ...}}); "
-                                "fix that line") from None
+        try:
+            for number, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise UserError(f"{path} line {number} is not valid JSON ({exc.msg}); fix that line") from None
+                if not isinstance(row, dict):
+                    raise UserError(f"{path} line {number} is not a JSON object ({{\"column\": value, ...}}); "
+                                    "fix that line") from None
+                yield number, row
+        except UnicodeDecodeError:
+            raise UserError(f"{path} is not UTF-8 text; re-save the file as UTF-8") from None
+
+
+def adapter_yaml(subdir: str, include_paths: list[str] | None, adapter: str):
+    """(path, mapping, shipped) for every task YAML that says ``adapter: <adapter>``: the shipped
+    ``tasks/<subdir>`` first, then the ``--include-path`` folders."""
+    dirs = [tasks_dir() / subdir] + [Path(p) for p in include_paths or [] if os.path.isdir(p)]
+    for i, d in enumerate(dirs):
+        for path in sorted(d.glob("*.yaml")) + sorted(d.glob("*.yml")):
+            data = _read_yaml(path)
+            if isinstance(data, dict) and data.get("adapter") == adapter:
+                yield path, data, i == 0
 
 
 def _read_hub(spec: TaskSpec, split: str):

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
-import yaml
-
-from harness.bundled import tasks_dir
-from harness.errors import UserError, first_line
+from harness.errors import UserError
+from harness.tasks import adapter_yaml
 
 KNOWN_MEASURES = ("winogender_gotcha_preference",)
 
@@ -32,20 +28,13 @@ class BiasTaskSpec:
 
 def load_bias_tasks(include_paths: list[str] | None = None) -> dict[str, BiasTaskSpec]:
     """The shipped ``tasks/bias`` specs plus those in ``--include-path`` folders."""
-    dirs = [tasks_dir() / "bias"] + [Path(p) for p in include_paths or [] if os.path.isdir(p)]
     found: dict[str, BiasTaskSpec] = {}
-    for d in dirs:
-        for path in sorted(d.glob("*.yaml")) + sorted(d.glob("*.yml")):
-            try:
-                data = yaml.safe_load(path.read_text(encoding="utf-8"))
-            except (yaml.YAMLError, OSError, UnicodeDecodeError) as exc:
-                raise UserError(f"task file {path} cannot be read ({first_line(exc)}); fix or remove it") from None
-            if not (isinstance(data, dict) and data.get("adapter") == "bias"):
-                continue
-            measure = str(data.get("measure", "winogender_gotcha_preference"))
-            if measure not in KNOWN_MEASURES:
-                raise UserError(f"task file {path}: unknown measure '{measure}'; known: {', '.join(KNOWN_MEASURES)}")
-            found[str(data["task"])] = BiasTaskSpec(name=str(data["task"]), group=str(data.get("group", "bias")),
-                                                    measure=measure, description=str(data.get("description", "")),
-                                                    source=str(path))
+    for path, data, _ in adapter_yaml("bias", include_paths, "bias"):
+        measure = str(data.get("measure", "winogender_gotcha_preference"))
+        if measure not in KNOWN_MEASURES or "task" not in data:
+            raise UserError(f"task file {path}: needs 'task' and a known measure ({', '.join(KNOWN_MEASURES)}), not "
+                            f"'{measure}'; see tasks/bias/winogender_gotcha_preference.yaml")
+        found[str(data["task"])] = BiasTaskSpec(name=str(data["task"]), group=str(data.get("group", "bias")),
+                                                measure=measure, description=str(data.get("description", "")),
+                                                source=str(path))
     return found

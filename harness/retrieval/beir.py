@@ -12,11 +12,11 @@ line and the fix.
 from __future__ import annotations
 
 import csv
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import UserError
+from harness.tasks import json_lines
 
 LAYOUT = "corpus.jsonl, queries.jsonl and qrels/<split>.tsv (the BEIR layout)"
 
@@ -35,32 +35,20 @@ class BeirSplit:
 def _jsonl(path: Path, text_field: str = "text"):
     """(line number, id, row) for each row of a BEIR JSON-lines file; one line on a bad row."""
     seen: set[str] = set()
-    try:
-        handle = open(path, encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError(f"{path} is missing; a retrieval task folder holds {LAYOUT}") from None
-    with handle:
-        try:
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise UserError(f"{path} line {number} is not valid JSON ({exc.msg}); fix that line") from None
-                if not isinstance(row, dict) or "_id" not in row:
-                    raise UserError(f"{path} line {number} has no '_id'; every row needs \"_id\" and \"{text_field}\"")
-                if not isinstance(row.get(text_field), str):
-                    raise UserError(f"{path} line {number} (id {row['_id']}) has no text in '{text_field}'; "
-                                    "fill it or drop the row")
-                key = str(row["_id"])
-                if key in seen:
-                    raise UserError(f"{path} line {number}: id {key} appears twice; ids must be unique, drop or "
-                                    "rename the repeat")
-                seen.add(key)
-                yield number, key, row
-        except UnicodeDecodeError:
-            raise UserError(f"{path} is not UTF-8 text; re-save the file as UTF-8") from None
+    if not path.exists():
+        raise UserError(f"{path} is missing; a retrieval task folder holds {LAYOUT}")
+    for number, row in json_lines(path):
+        if "_id" not in row:
+            raise UserError(f"{path} line {number} has no '_id'; every row needs \"_id\" and \"{text_field}\"")
+        if not isinstance(row.get(text_field), str):
+            raise UserError(f"{path} line {number} (id {row['_id']}) has no text in '{text_field}'; "
+                            "fill it or drop the row")
+        key = str(row["_id"])
+        if key in seen:
+            raise UserError(f"{path} line {number}: id {key} appears twice; ids must be unique, drop or "
+                            "rename the repeat")
+        seen.add(key)
+        yield number, key, row
 
 
 def read_corpus(folder: Path) -> dict[str, dict]:

@@ -11,15 +11,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
-import yaml
-
-from harness.bundled import tasks_dir
 from harness.configs import digest
-from harness.errors import UserError, first_line
+from harness.errors import UserError
 from harness.suite import suite
-from harness.tasks import replacing
+from harness.tasks import adapter_yaml, replacing
 
 EXAMPLE = "see tasks/retrieval/scifact.yaml for the format"
 # The Ettin authors' training data (retrieval_eval/train_st.py): MS MARCO hard-negative triplets,
@@ -93,23 +89,12 @@ def parse_retrieval_task(data: dict, source: str = "<dict>") -> RetrievalTaskSpe
         description=str(data.get("description", "")), source=source)
 
 
-def is_retrieval_yaml(data) -> bool:
-    return isinstance(data, dict) and data.get("adapter") == "retrieval"
-
-
 def load_retrieval_tasks(include_paths: list[str] | None = None) -> dict[str, RetrievalTaskSpec]:
     """The shipped ``tasks/retrieval`` specs plus those in ``--include-path`` folders."""
-    dirs = [tasks_dir() / "retrieval"] + [Path(p) for p in include_paths or [] if os.path.isdir(p)]
     found: dict[str, RetrievalTaskSpec] = {}
     shipped: dict[str, RetrievalTaskSpec] = {}
-    for d in dirs:
-        for path in sorted(d.glob("*.yaml")) + sorted(d.glob("*.yml")):
-            try:
-                data = yaml.safe_load(path.read_text(encoding="utf-8"))
-            except (yaml.YAMLError, OSError, UnicodeDecodeError) as exc:
-                raise UserError(f"task file {path} cannot be read ({first_line(exc)}); fix or remove it") from None
-            if is_retrieval_yaml(data):
-                spec = parse_retrieval_task(data, str(path))
-                found[spec.name] = replacing(spec, shipped) if d != dirs[0] else shipped.setdefault(spec.name, spec)
+    for path, data, is_shipped in adapter_yaml("retrieval", include_paths, "retrieval"):
+        spec = parse_retrieval_task(data, str(path))
+        found[spec.name] = shipped.setdefault(spec.name, spec) if is_shipped else replacing(spec, shipped)
     order = {name: i for i, name in enumerate(suite().tasks)}
     return dict(sorted(found.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])))
