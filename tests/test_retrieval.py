@@ -112,6 +112,30 @@ def test_zero_shot_minilm_equals_mteb_evaluate_and_resumes(beir, tmp_path, capsy
     assert "0 cells run, 1 already in the store" in capsys.readouterr().out
 
 
+def test_embedding_backs_off_on_out_of_memory_with_the_same_vectors(tiny_pair):
+    import torch
+
+    from harness.models import ModelSpec
+    from harness.runner import Runner
+    from harness.runner.embedder import EmbedSettings, embed
+
+    runner = Runner("cpu", "fp32", token_budget=4096)
+    embedder = runner.embedder(ModelSpec(model_id=tiny_pair["encoder"], architecture="encoder"), EmbedSettings())
+    texts = [" ".join(["red cat"] * (1 + i % 7)) + f" number {i}" for i in range(40)]
+    expected = embed(runner, embedder, texts)
+    forward = embedder.model.forward
+
+    def small_batches_only(features, *args, **kwargs):  # a device that holds 8 rows at most
+        if features["input_ids"].shape[0] > 8:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return forward(features, *args, **kwargs)
+
+    embedder.model.forward = small_batches_only
+    got = embed(runner, embedder, texts)
+    assert runner.token_budget < 4096  # halved until the batches fit
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
 def test_a_local_copy_of_an_mteb_task_scores_with_its_settings():
     from harness.retrieval.beir import BeirSplit
     from harness.retrieval.mteb_bridge import Encoder, evaluate, local_task, model_meta
