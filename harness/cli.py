@@ -40,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="any hub id, registry name or local path; repeatable. Append @REV for a revision and "
                            ":encoder or :decoder to override the architecture read from the config")
     what.add_argument("--revision", help="checkpoint revision for every model, e.g. step599525, ext1000, decay100")
+    what.add_argument("--revisions", metavar="LIST",
+                      help="many checkpoints of every model, in training order: names, globs (step*, decay*), all, "
+                           "every:K; the hub repository's tags, or a local run's DIR/<revision>/ folders")
     what.add_argument("--pair", metavar="NAME",
                       help="the --model models are one encoder/decoder pair called NAME: reports show them as one row "
                            "with the gap (give exactly one encoder and one decoder)")

@@ -31,6 +31,10 @@ def collect_models(args, check: bool = True) -> list[models.ModelSpec]:
     chosen += given
     if not chosen:
         raise UserError("no model to run; pass --sizes (e.g. --sizes 17m --arch both) or --model PATH_OR_ID")
+    if getattr(args, "revisions", None):
+        from harness.revisions import expand
+
+        chosen = expand(chosen, args.revisions, args.revision)
     for spec in chosen:
         if check and spec.family != "other":  # registry models were not read yet: fail now, before any work
             models.check_available(spec)

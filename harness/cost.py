@@ -269,7 +269,7 @@ def estimate(cells: list[Cell], roots=(), gpu: str = DEFAULT_GPU, utilization: f
     lines: dict[tuple, Line] = {}
     notes: dict[str, dict] = {}  # what a note says -> the tasks or models it is said of
     for cell in cells:
-        name = cell.model.name or cell.model.model_id
+        name = (cell.model.name or cell.model.model_id) + (f"@{cell.model.revision}" if cell.model.revision else "")
         line = lines.setdefault((name, cell.task.name), Line(name, cell.task.name))
         line.cells += 1
         line.seeds.add(cell.seed)

@@ -195,7 +195,13 @@ def load_config(model_id: str, revision: str | None = None):
         raise UserError(f"--model '{model_id}' is a file; give the folder that holds config.json ({folder})")
     if os.path.isdir(model_id):
         if not (Path(model_id) / "config.json").exists():
-            raise UserError(f"'{model_id}' has no config.json; point --model at a saved Hugging Face model folder")
+            from harness.revisions import in_training_order, local_revisions
+
+            checkpoints = local_revisions(model_id)  # a training run: DIR/<revision>/ per checkpoint
+            if checkpoints:
+                return AutoConfig.from_pretrained(Path(model_id) / in_training_order(checkpoints)[-1])
+            raise UserError(f"'{model_id}' has no config.json; point --model at a saved Hugging Face model folder "
+                            "(or at a run's folder of checkpoints DIR/<revision>/, with --revisions)")
         return AutoConfig.from_pretrained(model_id)
     if model_id.startswith((".", "/", "~")) or model_id.count("/") > 1:
         raise UserError(f"model path '{model_id}' does not exist; check the path or give a hub id")

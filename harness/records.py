@@ -35,6 +35,15 @@ def library_versions() -> dict:
     return versions
 
 
+def trajectory(spec) -> dict | None:
+    """A revision's place in training: its phase and, where the run says so, the tokens seen."""
+    if not spec.revision:
+        return None
+    from harness.revisions import phase_of, tokens_seen
+
+    return {"phase": phase_of(spec.revision), "tokens_seen": tokens_seen(spec.model_id, spec.revision)}
+
+
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -95,6 +104,7 @@ def _base(cell: Cell) -> dict:
         "model": spec.model_id,
         "model_name": spec.name or spec.model_id,
         "revision": spec.revision,
+        "trajectory": trajectory(spec),
         "architecture": arch,
         "size": spec.size,
         "variant": spec.variant,
