@@ -26,18 +26,27 @@ def test_a_cluster_the_harness_starts_refuses_unauthenticated_jobs(tiny_pair, de
 
     def work(job, *args):  # pickled by value and run on a worker, while the run is going
         import json
+        import time
         import urllib.error
         import urllib.request
 
-        # a job for the dashboard agent on loopback, without a token
+        # a job for the dashboard agent on loopback, without a token; the agent may still be
+        # starting when the first cell runs, so a refused connection is tried again for a while
         request = urllib.request.Request(f"http://127.0.0.1:{port_file.read_text()}/api/job_agent/jobs/",
                                          data=json.dumps({"entrypoint": f"touch {marker}"}).encode(),
                                          headers={"Content-Type": "application/json"}, method="POST")
-        try:
-            with urllib.request.urlopen(request, timeout=60) as response:
-                status = response.status
-        except urllib.error.HTTPError as exc:
-            status = exc.code
+        status, deadline = None, time.monotonic() + 90
+        while status is None:
+            try:
+                with urllib.request.urlopen(request, timeout=60) as response:
+                    status = response.status
+            except urllib.error.HTTPError as exc:
+                status = exc.code
+            except (urllib.error.URLError, ConnectionError) as exc:
+                if time.monotonic() > deadline:
+                    status = f"unreachable: {exc}"
+                else:
+                    time.sleep(1)
         (tmp_path / f"status.{job.cell.key}").write_text(str(status))
         return run_on_worker(job, *args)
 
@@ -48,6 +57,8 @@ def test_a_cluster_the_harness_starts_refuses_unauthenticated_jobs(tiny_pair, de
     try:
         assert executor.started
         node = ray._private.worker.global_worker.node
+        # Ray's default install (ettin-harness[ray], and the dev extra) runs the dashboard agent
+        assert node.dashboard_agent_listen_port, "no dashboard agent: install ray[default] (the dev extra has it)"
         port_file.write_text(str(node.dashboard_agent_listen_port))
         token = os.environ.get("RAY_AUTH_TOKEN_PATH")
         (cell,) = tiny_cells(tiny_pair, demo_data)
