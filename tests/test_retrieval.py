@@ -409,3 +409,14 @@ def test_the_page_shows_retrieval_pairs_and_protocols_apart(pair_runs, tmp_path)
         assert "MS MARCO" in svg
         assert page.errors == [] and page.requests == [page.url]
         page.page.close()
+
+
+@pytest.mark.parametrize("adapter, extra", [("retrieval", "eval_split: test\n"), ("bias", "")])
+def test_a_retrieval_or_bias_task_name_cannot_leave_the_results_folder(tmp_path, capsys, adapter, extra):
+    own = tmp_path / "mine"
+    own.mkdir()
+    (own / "evil.yaml").write_text(f"adapter: {adapter}\ntask: ../../escape\n{extra}")
+    code = run_cli("run", "--model", "m", "--tasks", "x", "--include-path", own, "--output-path", tmp_path / "out")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and "task name '../../escape' is not allowed" in err[-1]
+    assert not (tmp_path / "escape").exists()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from harness.errors import UserError
-from harness.tasks import adapter_yaml
+from harness.tasks import adapter_yaml, check_task_name
 
 KNOWN_MEASURES = ("winogender_gotcha_preference",)
 
@@ -34,7 +34,8 @@ def load_bias_tasks(include_paths: list[str] | None = None) -> dict[str, BiasTas
         if measure not in KNOWN_MEASURES or "task" not in data:
             raise UserError(f"task file {path}: needs 'task' and a known measure ({', '.join(KNOWN_MEASURES)}), not "
                             f"'{measure}'; see tasks/bias/winogender_gotcha_preference.yaml")
-        found[str(data["task"])] = BiasTaskSpec(name=str(data["task"]), group=str(data.get("group", "bias")),
+        name = check_task_name(str(data["task"]), f"task file {path}")
+        found[name] = BiasTaskSpec(name=name, group=str(data.get("group", "bias")),
                                                 measure=measure, description=str(data.get("description", "")),
                                                 source=str(path))
     return found

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from harness.configs import digest
 from harness.errors import UserError
 from harness.suite import suite
-from harness.tasks import adapter_yaml, replacing
+from harness.tasks import adapter_yaml, check_task_name, replacing
 
 EXAMPLE = "see tasks/retrieval/scifact.yaml for the format"
 # The Ettin authors' training data (retrieval_eval/train_st.py): MS MARCO hard-negative triplets,
@@ -78,7 +78,7 @@ def parse_retrieval_task(data: dict, source: str = "<dict>") -> RetrievalTaskSpe
         raise UserError(f"task file {source}: training_data must be msmarco-triplets or a mapping with 'dataset' "
                         f"(and name, split, rows); {EXAMPLE}")
     train_split = data.get("train_split")
-    name = str(data["task"])
+    name = check_task_name(str(data["task"]), f"task file {source}")
     known = suite().tasks.get(name)
     return RetrievalTaskSpec(
         name=name, group=str(data.get("group") or (known.group if known else "custom")),
