@@ -67,6 +67,7 @@ class ModelSpec:
     aliases: tuple[str, ...] = ()  # other hub ids of the same model, tried in order when model_id is not found
     pair: str | None = None  # the name of the encoder/decoder pair this model belongs to (reports pair on it)
     mntp: bool = False  # encoders: score by MNTP (read one position before the first [MASK]) by default
+    phase_ends: tuple = ()  # --revisions: ((phase, last tag number), ...) of the model's tags (harness/revisions.py)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -41,7 +41,8 @@ def trajectory(spec) -> dict | None:
         return None
     from harness.revisions import phase_of, tokens_seen
 
-    return {"phase": phase_of(spec.revision), "tokens_seen": tokens_seen(spec.model_id, spec.revision)}
+    tokens, source = tokens_seen(spec)
+    return {"phase": phase_of(spec.revision), "tokens_seen": tokens, "tokens_source": source}
 
 
 def now_iso() -> str:

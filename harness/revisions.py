@@ -9,6 +9,18 @@ run, the sub-folders of ``DIR`` that hold a checkpoint (``DIR/<revision>/config.
 Selection (comma-separated, applied in training order): names (``step100,decay100``), globs
 (``step*``, ``decay*``), ``all``, and ``every:K`` (every K-th of what the other items chose, or of
 all, the last one always kept).
+
+Tokens seen (the x axis of a trajectory): a local checkpoint's ``trainer_state.json``; for the Ettin
+models, the authors' Composer configs (JHU-CLSP/ettin-encoder-vs-decoder,
+``pretraining/configs/standard/<shape>/{encoder,decoder}_<shape>.yaml`` and its ``de_decay/`` and
+``prolong_decay/`` folders): each phase's length in tokens (``max_duration``, counting non-padding
+tokens: ``count_padding_tokens: false``) and a save every 8.5 B tokens (``save_interval``). The
+README's tags step596528 and step599525 are one save apart: 8.5 B / 2,997 steps = 2.836 M tokens a
+step, and 599,525 such steps are the 1.7 T of ``max_duration`` (to 0.02%); step590532, its example
+for the 400m decoder, is three saves earlier. So ``step<N>`` sits at N x 2.836 M tokens. Extension
+(``ext<N>``) and decay (``decay<N>``) tags sit after pretraining (and extension) at their share of
+the phase's tokens, N over the phase's last tag, when the model's tags were listed; otherwise their
+position is unknown and they are placed by order only.
 """
 
 from __future__ import annotations
@@ -96,18 +108,56 @@ def select(text: str, revisions: list[str]) -> list[str]:
     return ordered
 
 
-def tokens_seen(model_id: str, revision: str) -> int | None:
-    """Training tokens a checkpoint had seen, where the run says so: a local checkpoint's
-    ``trainer_state.json`` (``num_input_tokens_seen``, as transformers' Trainer writes it). None
-    otherwise: the revision is still evaluated and plotted by its place in training order."""
-    path = Path(model_id) / "trainer_state.json"
-    if not path.exists():
+ETTIN_SAVE_INTERVAL = 8_500_000_000  # save_interval, every standard config
+ETTIN_STEP_TOKENS = ETTIN_SAVE_INTERVAL / (599525 - 596528)  # two consecutive saves' tags (README)
+ETTIN_PRETRAIN_TOKENS = 1_700_000_000_000  # max_duration of <shape>/{encoder,decoder}_<shape>.yaml
+# (extension, decay) tokens: max_duration of de_decay/ and prolong_decay/; the 1b ("huge") runs are shorter
+ETTIN_LATER_TOKENS = {"1b": (83_333_000_000, 16_666_666_667)}
+ETTIN_LATER_DEFAULT = (250_000_000_000, 50_000_000_000)
+ETTIN_CONFIG_SHAPE = {"17m": "very_tiny", "32m": "tiny", "68m": "mini", "150m": "base", "400m": "large", "1b": "huge"}
+
+
+def phase_ends(revisions) -> tuple:
+    """((phase prefix, largest number), ...) among a model's tags: where each phase's last tag sits."""
+    ends: dict = {}
+    for rev in revisions:
+        rank, n, _ = training_key(rev)
+        if rank < len(PHASES):
+            ends[PHASES[rank]] = max(n, ends.get(PHASES[rank], 0))
+    return tuple(sorted(ends.items()))
+
+
+def ettin_tokens(size: str | None, revision: str, ends: tuple = ()) -> int | None:
+    """Tokens an Ettin checkpoint had seen (see the module's docstring for the sources)."""
+    rank, n, _ = training_key(revision)
+    prefix = PHASES[rank] if rank < len(PHASES) else None
+    if prefix == "step":
+        return round(n * ETTIN_STEP_TOKENS)
+    last = dict(ends).get(prefix)
+    if prefix not in ("ext", "decay") or not last or size not in ETTIN_CONFIG_SHAPE:
         return None
-    try:
-        value = json.loads(path.read_text()).get("num_input_tokens_seen")
-    except (OSError, ValueError):
-        return None
-    return int(value) if isinstance(value, (int, float)) and value > 0 else None
+    extension, decay = ETTIN_LATER_TOKENS.get(size, ETTIN_LATER_DEFAULT)
+    start, length = (ETTIN_PRETRAIN_TOKENS, extension) if prefix == "ext" else (ETTIN_PRETRAIN_TOKENS + extension, decay)
+    return round(start + length * min(n, last) / last)
+
+
+def tokens_seen(spec) -> tuple[int | None, str | None]:
+    """(training tokens a checkpoint had seen, where that figure comes from), or (None, None): the
+    revision is still evaluated and plotted by its place in training order."""
+    path = Path(spec.model_id) / "trainer_state.json"
+    if path.exists():
+        try:
+            value = json.loads(path.read_text()).get("num_input_tokens_seen")
+        except (OSError, ValueError):
+            value = None
+        if isinstance(value, (int, float)) and value > 0:
+            return int(value), "trainer_state.json"
+    if spec.family == "ettin" and spec.revision:
+        tokens = ettin_tokens(spec.size, spec.revision, spec.phase_ends)
+        if tokens is not None:
+            return tokens, ("Ettin configs: step x 2.836M tokens" if spec.revision.startswith("step")
+                            else "Ettin configs: share of the phase's tokens")
+    return None, None
 
 
 def expand(specs: list, text: str, single: str | None) -> list:
@@ -121,9 +171,26 @@ def expand(specs: list, text: str, single: str | None) -> list:
     out = []
     for spec in specs:
         local = os.path.isdir(spec.model_id)
-        chosen = in_training_order(names) if plain and not local else select(text, available(spec.model_id))
+        if plain and not local:
+            chosen, listed = in_training_order(names), _listed_if_online(spec)
+        else:
+            listed = available(spec.model_id)
+            chosen = select(text, listed)
         for rev in chosen:
             where = os.path.join(spec.model_id, rev) if local else spec.model_id
-            out.append(replace(spec, model_id=where, revision=rev,
+            out.append(replace(spec, model_id=where, revision=rev, phase_ends=phase_ends(listed),
                                name=spec.name or os.path.basename(os.path.normpath(spec.model_id))))
     return out
+
+
+def _listed_if_online(spec) -> list[str]:
+    """An Ettin model's tags, to place its ext/decay checkpoints on the tokens axis; none offline
+    (the revisions named still run, placed by order)."""
+    from huggingface_hub import constants
+
+    if spec.family != "ettin" or constants.HF_HUB_OFFLINE:
+        return []
+    try:
+        return hub_revisions(spec.model_id)
+    except UserError:
+        return []

@@ -75,9 +75,12 @@ def train_tokenizer(texts: list[str], vocab_size: int):
     )
 
 
-def build_pair(out_dir: str | Path, shape: str = "tiny", seed: int = 0, extra_text_dirs: list[Path] | None = None) -> dict:
+def build_pair(out_dir: str | Path, shape: str = "tiny", seed: int = 0, extra_text_dirs: list[Path] | None = None,
+               own_vocab: bool = False) -> dict:
     """Write ``encoder/`` (ModernBertForMaskedLM) and ``decoder/`` (ModernBertDecoderForCausalLM)
-    under ``out_dir``, with random weights from ``seed`` and one shared local tokenizer."""
+    under ``out_dir``, with random weights from ``seed`` and one shared local tokenizer.
+    ``own_vocab``: embeddings sized to the local tokenizer rather than the shape's vocabulary (the
+    body keeps the shape; a 50k-row softmax dominates training cost on a CPU)."""
     import torch
     from transformers import ModernBertConfig, ModernBertDecoderConfig, ModernBertDecoderForCausalLM, ModernBertForMaskedLM
 
@@ -86,7 +89,7 @@ def build_pair(out_dir: str | Path, shape: str = "tiny", seed: int = 0, extra_te
     out = Path(out_dir)
     tokenizer = train_tokenizer(corpus_texts(extra_text_dirs), TOKENIZER_VOCAB[shape])
     dims = dict(SHAPES[shape])
-    dims["vocab_size"] = max(dims["vocab_size"], len(tokenizer))
+    dims["vocab_size"] = len(tokenizer) if own_vocab else max(dims["vocab_size"], len(tokenizer))
     ids = dict(pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.cls_token_id,
                eos_token_id=tokenizer.sep_token_id, cls_token_id=tokenizer.cls_token_id,
                sep_token_id=tokenizer.sep_token_id)

@@ -9,7 +9,8 @@ import pytest
 
 from conftest import run_cli
 from harness.errors import UserError
-from harness.revisions import in_training_order, phase_of, select, tokens_seen
+from harness.models import ettin, resolve
+from harness.revisions import ETTIN_PRETRAIN_TOKENS, ettin_tokens, in_training_order, phase_ends, phase_of, select, tokens_seen
 
 
 def test_revisions_sort_in_training_order_across_phases():
@@ -33,6 +34,40 @@ def test_names_globs_all_and_every():
         select("every:0", revs)
 
 
+def test_ettin_tags_sit_on_the_tokens_axis_of_the_authors_configs():
+    # the README's last two pretraining tags are one 8.5B-token save apart and end at max_duration 1.7T
+    assert ettin_tokens("150m", "step599525") == pytest.approx(ETTIN_PRETRAIN_TOKENS, rel=5e-4)
+    assert ettin_tokens("150m", "step599525") - ettin_tokens("150m", "step596528") == 8_500_000_000
+    assert ettin_tokens("400m", "step590532") == pytest.approx(ETTIN_PRETRAIN_TOKENS - 3 * 8.5e9, rel=5e-4)
+    tags = ["step599525", "ext100", "ext200", "ext400", "decay50", "decay100"]
+    ends = phase_ends(tags)
+    assert dict(ends) == {"step": 599525, "ext": 400, "decay": 100}
+    # extension (250B, de_decay/) then decay (50B, prolong_decay/); the 1b runs are shorter (83.3B, 16.7B)
+    assert ettin_tokens("17m", "ext100", ends) == 1_700_000_000_000 + 62_500_000_000
+    assert ettin_tokens("17m", "ext400", ends) == 1_950_000_000_000
+    assert ettin_tokens("17m", "decay50", ends) == 1_975_000_000_000
+    assert ettin_tokens("1b", "decay100", ends) == 1_700_000_000_000 + 83_333_000_000 + 16_666_666_667
+    positions = [ettin_tokens("68m", t, ends) for t in in_training_order(tags)]
+    assert positions == sorted(positions)  # training order and the tokens axis agree across phases
+    # without the model's tag list an ext/decay tag has no known position (placed by order), nor has a
+    # cross-objective model or another repository's tag
+    assert ettin_tokens("17m", "ext100") is None
+    assert tokens_seen(ettin("encoder", "17m", "ext100")) == (None, None)
+    spec = ettin("decoder", "32m", "step300000")
+    assert tokens_seen(spec) == (round(300000 * 8.5e9 / 2997), "Ettin configs: step x 2.836M tokens")
+    assert tokens_seen(ettin("encoder-from-decoder", "32m", "step300000")) == (None, None)
+
+
+def test_listed_hub_tags_place_the_later_phases(monkeypatch):
+    import harness.revisions as revisions
+
+    tags = ["step599525", "step596528", "ext500", "ext1000", "decay100", "decay200"]
+    monkeypatch.setattr(revisions, "hub_revisions", lambda model_id: tags)
+    specs = revisions.expand([ettin("encoder", "17m")], "ext*,decay200", None)
+    assert [s.revision for s in specs] == ["ext500", "ext1000", "decay200"]
+    assert [tokens_seen(s)[0] for s in specs] == [1_825_000_000_000, 1_950_000_000_000, 2_000_000_000_000]
+
+
 @pytest.fixture()
 def run_folder(tiny_pair, tmp_path):
     """A local training run: the tiny encoder saved as three checkpoints, with the tokens each had seen."""
@@ -44,7 +79,7 @@ def run_folder(tiny_pair, tmp_path):
 
 
 def test_a_trajectory_runs_resumes_and_records_its_place(run_folder, demo_data, tmp_path, capsys):
-    assert tokens_seen(str(run_folder / "step100"), "step100") == 1000
+    assert tokens_seen(resolve(str(run_folder / "step100"))) == (1000, "trainer_state.json")
     out = tmp_path / "out"
     base = ["run", "--model", run_folder, "--tasks", "sst2", "--data-dir", demo_data, "--lr", "1e-3", "--epochs", "1",
             "--limit", "32", "--max-length", "64", "--output-path", out, "--quiet"]
@@ -56,6 +91,7 @@ def test_a_trajectory_runs_resumes_and_records_its_place(run_folder, demo_data, 
                      key=lambda r: r["trajectory"]["tokens_seen"])
     assert [r["revision"] for r in records] == ["step100", "step200", "decay10"]
     assert [r["trajectory"]["phase"] for r in records] == ["pretraining", "pretraining", "decay"]
+    assert {r["trajectory"]["tokens_source"] for r in records} == {"trainer_state.json"}
     assert len({r["model_name"] for r in records}) == 1 and len({r["cell_key"] for r in records}) == 3
 
 
