@@ -25,6 +25,8 @@ from harness.report.leaderboard import TEXT_COLUMNS, leaderboard_frame
 from harness.report.reference import load_reference, versus_published
 from harness.report.significance import significance_table
 from harness.report.tables import DAGGER
+from harness.report.trajectory import crossings, final_rows, trajectory_frame, uses_tokens
+from harness.report.trajectory_plot import tokens_label, curves_figure, gap_heatmap_figure
 
 AVERAGE_TASK = {GLUE_AVG: "glue_avg", GEN_AVG: "gen_avg", RET_AVG: "ret_avg"}
 BOARD_LABELS = {"model_name": "model", "glue_avg": "GLUE avg", "gen_avg": "Gen avg", "ret_avg": "Ret avg",
@@ -193,6 +195,33 @@ def figures(report: Report, prefix: str) -> list[dict]:
     return [{"key": key, "title": title, "svg": plots.svg_text(make(), f"{prefix}-{key}")} for key, title, make in out]
 
 
+def _axis_text(c: dict) -> str:
+    return f"{tokens_label(c['x'])} tokens" if not blank(c["tokens_seen"]) else f"order {c['x']:.1f}"
+
+
+def trajectories(report: Report, prefix: str, anchors: dict) -> list[dict]:
+    """Per trajectory (a pair's checkpoints): its curves and gap heatmap as inline SVG, the gap's
+    sign changes with their uncertainty, and a link to the comparison of its last checkpoint."""
+    traj = trajectory_frame(report)
+    out = []
+    for i, pair in enumerate(dict.fromkeys(traj["pair"])):
+        part = traj[traj["pair"] == pair]
+        final = final_rows(part)[pair]
+        cross = [{"task": display(c["task"]), "between": f"{c['before']} and {c['after']}", "at": _axis_text(c),
+                  "band": f"{_axis_text({**c, 'x': c['band_from']})} to {_axis_text({**c, 'x': c['band_to']})}",
+                  "change": f"{c['from_leader']} ahead, then {c['to_leader']}", "certain": c["certain"]}
+                 for c in crossings(part).to_dict("records")]
+        key = f"{prefix}-traj{i}"
+        out.append({"pair": pair, "id": key, "checkpoints": int(part["revision"].nunique()),
+                    "axis": "tokens seen" if uses_tokens(part) else "training order (tokens seen unknown)",
+                    "final": final, "final_anchor": anchors.get(final), "crossings": cross,
+                    "figures": [{"key": "curves", "svg": plots.svg_text(curves_figure(traj, pair), f"{key}-curves"),
+                                 "title": f"{pair}: score against {'tokens seen' if uses_tokens(part) else 'order'}"},
+                                {"key": "gap", "svg": plots.svg_text(gap_heatmap_figure(traj, pair), f"{key}-gap"),
+                                 "title": f"{pair}: gap over training (tasks x checkpoints)"}]})
+    return out
+
+
 def build_view(report: Report, index: int, label: str | None, cap: int) -> dict:
     """Everything one protocol's section of the page shows."""
     prefix = f"v{index}"
@@ -202,7 +231,11 @@ def build_view(report: Report, index: int, label: str | None, cap: int) -> dict:
     for i, pair in enumerate(pairs):
         pair["id"] = f"{prefix}-d{i}"
     drill = {(p["row"], p["task"]): p["id"] for p in pairs if not p["missing"]}
-    return {"index": index, "prefix": prefix, "label": label, "comparison": comparison(report, drill),
+    sections = comparison(report, drill)
+    for i, section in enumerate(sections):
+        section["anchor"] = f"{prefix}-row{i}"
+    return {"index": index, "prefix": prefix, "label": label, "comparison": sections,
+            "trajectories": trajectories(report, prefix, {s["row"]: s["anchor"] for s in sections}),
             "leaderboard": leaderboard(report), "figures": figures(report, prefix), "pairs": pairs,
             "notes": list(report.notes), "missing": missing_sides(report.table, report.groups),
             "arch_note": architectures_note(report.best)}

@@ -3,6 +3,7 @@ tables and the results page (index.html)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -13,6 +14,8 @@ from harness.report.frame import row_protocols
 from harness.report.html import write_index
 from harness.report.leaderboard import leaderboard_frame
 from harness.report.reference import delta_table, load_reference
+from harness.report.trajectory import trajectory_csv_frame, trajectory_frame
+from harness.report.trajectory_plot import curves_figure, gap_heatmap_figure
 
 
 def write_report(roots, out_dir: str | Path, n_boot: int = N_BOOT, seed: int = 0,
@@ -61,8 +64,24 @@ def write_report(roots, out_dir: str | Path, n_boot: int = N_BOOT, seed: int = 0
     bias = occupation_figure(occupation_points(report.frame, report.best))
     if bias is not None:
         stems["bias_occupations"] = plots.save_figure(bias, out / "plots" / "bias_occupations")
+    stems.update(_trajectory(report, out, put_csv))
     for name, files in stems.items():
         for f in files:
             paths[f"plots/{Path(f).name}"] = f
     paths["index.html"] = write_index(report, out, roots=roots)
     return paths
+
+
+def _trajectory(report: Report, out: Path, put_csv) -> dict:
+    """trajectory.csv and, per trajectory, its curves and gap heatmap (nothing without one)."""
+    traj = trajectory_frame(report)
+    if traj.empty:
+        return {}
+    put_csv("trajectory.csv", trajectory_csv_frame(traj))
+    stems = {}
+    for pair in dict.fromkeys(traj["pair"]):
+        slug = re.sub(r"[^A-Za-z0-9._-]+", "_", pair).strip("_") or "pair"
+        stems[f"trajectory_{slug}"] = plots.save_figure(curves_figure(traj, pair), out / "plots" / f"trajectory_{slug}")
+        stems[f"trajectory_gap_{slug}"] = plots.save_figure(gap_heatmap_figure(traj, pair),
+                                                            out / "plots" / f"trajectory_gap_{slug}")
+    return stems
