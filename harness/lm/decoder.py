@@ -21,6 +21,7 @@ from lm_eval.models.utils import handle_stop_sequences, normalize_gen_kwargs, po
 from lm_eval.models.utils_hf import stop_sequences_criteria
 
 from harness.errors import UserError
+from harness.lm import reuse
 from harness.lm.base import RunnerLM, flag
 from harness.lm.packing import MAX_TREE_WIDTH, TreeRow, pack_rows, tree_inputs
 from harness.runner import length_batches, pad_batch
@@ -104,7 +105,7 @@ class DecoderLM(CausalGeneration, RunnerLM):
         add_bos = self.add_bos_token if add_special_tokens is None else add_special_tokens
         if add_special_tokens is None and string.startswith(self.tokenizer.decode(self.prefix_token_id)):
             add_bos = False
-        ids = self.tokenizer.encode(string, add_special_tokens=False)
+        ids = reuse.encode(self.tokenizer, string)
         if add_bos:
             ids = [self.prefix_token_id] + ids
         return ids[-left_truncate_len:] if left_truncate_len else ids

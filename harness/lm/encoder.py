@@ -43,6 +43,7 @@ from __future__ import annotations
 import torch
 from lm_eval.models.utils import handle_stop_sequences, normalize_gen_kwargs, postprocess_generated_text
 
+from harness.lm import reuse
 from harness.lm.base import RunnerLM, flag
 from harness.errors import UserError
 from harness.runner import pad_batch
@@ -185,7 +186,7 @@ class EncoderLM(MaskAppendGeneration, RunnerLM):
             "score_sep": self.score_sep, "fork": FORK_COMMIT}}
 
     def tok_encode(self, string: str, add_special_tokens: bool | None = None, **kwargs) -> list[int]:
-        return self.tokenizer.encode(string, add_special_tokens=True if add_special_tokens is None else add_special_tokens)
+        return reuse.encode(self.tokenizer, string, True if add_special_tokens is None else add_special_tokens)
 
     def context_prefix(self, context: str) -> list[int]:
         """``[CLS] ctx``: the context with its special tokens but without the final ``[SEP]``."""

@@ -6,7 +6,7 @@ import importlib
 import json
 
 from harness.errors import UserError
-from harness.lm import BACKENDS, register
+from harness.lm import BACKENDS, register, reuse
 from harness.lm.tasks import build_task, headline_metric
 from harness.models import ModelSpec
 
@@ -32,7 +32,8 @@ def evaluate_task(runner, spec: ModelSpec, task: str, *, include_paths: list[str
     for key in ("bootstrap_iters", "fewshot_random_seed"):
         if key in eval_kwargs:
             eval_kwargs[key] = int(eval_kwargs[key])
-    manager, task_obj = build_task(task, include_paths, data_dir)
+    key = (task, tuple(include_paths or ()), data_dir, num_fewshot, repr(eval_kwargs.get("gen_kwargs")))
+    manager, task_obj = reuse.task(key, lambda: build_task(task, include_paths, data_dir))
     try:
         lm = backend_class(spec.architecture)(runner=runner, spec=spec, **options)
     except TypeError as exc:
