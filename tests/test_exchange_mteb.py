@@ -78,43 +78,54 @@ def test_export_is_read_by_mtebs_own_reader_with_the_records_scores(runs, tmp_pa
         assert meta.public_training_data == "retrieval_demo train judgements"
 
 
-def test_round_trip_keeps_scores_samples_and_provenance_in_the_report(runs, tmp_path):
+def test_round_trip_gives_back_the_records_and_the_same_report(runs, tmp_path):
     from harness.report import build_report
-    from harness.report.frame import headline_frame
 
     store = runs["store"]
     exchange.export(store.records(), store, tmp_path / "mteb")
     assert exchange.is_mteb_folder(tmp_path / "mteb") and exchange.is_mteb_folder(tmp_path / "mteb" / "results")
+    originals = {r["cell_key"]: r for r in store.records()}
     imported = ResultStore(tmp_path / "imported")
     pairs = exchange.read_folder(tmp_path / "mteb")
-    assert len(pairs) == 3
+    assert sorted(r["cell_key"] for r, _ in pairs) == sorted(originals)
     for record, rows in pairs:
-        assert rows, record["cell_key"]  # a harness folder keeps the per-query scores
+        origin = originals[record["cell_key"]]
+        assert record["imported"]["from"] == "mteb" and Path(record["imported"]["file"]).is_file()
+        assert {k: v for k, v in record.items() if k != "imported"} == origin  # seeds, versions, dataset, protocol
+        assert rows == store.read_samples(origin)  # the per-query scores travel beside MTEB's file
         imported.write({**record, "samples": imported.write_samples(record["cell_key"], rows)})
-    originals = {r["cell_key"]: r for r in store.records()}
-    for record in imported.records():
-        origin = originals[record["imported"]["origin_cell_key"]]
-        assert record["protocol"]["label"] == "imported"
-        assert record["protocol"]["origin_label"] == origin["protocol"]["label"]
-        assert record["metrics"] == {k: v for k, v in origin["metrics"].items()}
-        for field in ("seed", "architecture", "task", "split", "n_examples", "config_key"):
-            assert record[field] == origin[field], field
-        assert record["versions"]["harness"] == origin["versions"]["harness"]
-        assert record["versions"]["mteb"] == origin["versions"]["mteb"]
-        assert record["dataset"]["revision"] == f"local-{origin['protocol']['data_fingerprint']}"
-        assert imported.read_samples(record) == store.read_samples(origin)
-    before = headline_frame(store.root).sort_values("cell_key")
-    after = headline_frame(imported.root)
-    after = after.set_index(after["imported"].map(lambda i: i["origin_cell_key"])).loc[before["cell_key"]]
-    assert list(after["score"]) == list(before["score"])
-    report = build_report([store.root, imported.root], n_boot=0)
-    labels = set(report.best["protocol"])
-    assert {"imported", "zero-shot, local data"} <= labels
-    # the imported copies score as their origins: the zero-shot cell, and the fine-tuned one's two seeds
-    imported_best = report.best[report.best["protocol"] == "imported"].set_index("n_seeds")["score"]
-    origin_best = report.best[report.best["protocol"] != "imported"].set_index("n_seeds")["score"]
-    assert sorted(imported_best.index) == [1, 2]
-    assert imported_best.sort_index().tolist() == origin_best.sort_index().tolist()
+    columns = ["row", "task", "protocol", "score", "std", "n_seeds"]
+    before = build_report([store.root], n_boot=200)
+    after = build_report([imported.root], n_boot=200)
+    assert after.best[columns].sort_values("row").values.tolist() == \
+        before.best[columns].sort_values("row").values.tolist()
+    assert after.table.equals(before.table)
+
+
+def test_a_score_changed_in_the_mteb_file_is_imported_as_mtebs(runs, tmp_path):
+    """The MTEB file is the truth: where its scores no longer match the exported record, the result
+    comes in as protocol "imported", with MTEB's numbers and what the MTEB folder says."""
+    store = runs["store"]
+    exchange.export(store.records(), store, tmp_path / "mteb")
+    tuned = by_protocol(store)["fine-tuned"][0]
+    [task_file] = [p for p in (tmp_path / "mteb" / "results").rglob("harness-retrieval_demo.json")
+                   if f"seed_{tuned['seed']}" in p.parent.name]
+    body = json.loads(task_file.read_text())
+    body["scores"]["test"][0].update(ndcg_at_10=0.5, main_score=0.5)
+    task_file.write_text(json.dumps(body))
+    pairs = {r.get("imported", {}).get("file"): (r, rows) for r, rows in exchange.read_folder(tmp_path / "mteb")}
+    record, rows = pairs[str(task_file)]
+    assert rows is None and record["protocol"]["label"] == "imported"
+    assert record["metrics"]["ndcg_at_10"] == 0.5 and record["headline_metric"] == "ndcg_at_10"
+    assert record["metrics"]["map_at_10"] == tuned["metrics"]["map_at_10"]
+    assert record["seed"] == tuned["seed"]  # from the experiment's model_meta.json
+    assert record["revision"] is None and record["model"] == "local/encoder" and record["architecture"] == "unknown"
+    assert record["retrieval"]["training_datasets"] == ["harness-retrieval_demo"]
+    assert record["versions"]["mteb"] == tuned["versions"]["mteb"]
+    assert record["versions"]["torch"] == tuned["versions"]["torch"]  # MTEB's run_settings.jsonl
+    assert record["dataset"]["revision"] == f"local-{tuned['protocol']['data_fingerprint']}"
+    others = [r for r, _ in pairs.values() if r is not record]
+    assert len(others) == 2 and all(r["protocol"]["label"] != "imported" for r in others)
 
 
 def tiny_sentence_transformer(encoder: str, name: str):
@@ -139,7 +150,7 @@ def test_a_folder_mteb_wrote_imports_with_mtebs_scores_beside_the_harness_cells(
     expected = direct.task_results[0].scores["test"][0]
     [(record, rows)] = exchange.read_folder(tmp_path / "cache")
     assert rows is None  # MTEB's files hold no per-query scores: no paired tests for this record
-    assert record["model"] == "someone/tiny-st" and record["revision"] == exchange.NO_REVISION
+    assert record["model"] == "someone/tiny-st" and record["revision"] is None  # MTEB's no_revision_available
     assert record["task"] == "retrieval_demo" and record["split"] == "test"
     assert record["protocol"]["label"] == "imported" and record["protocol"]["mteb_version"] == mteb.__version__
     assert record["versions"]["mteb"] == mteb.__version__

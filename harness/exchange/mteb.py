@@ -1,7 +1,7 @@
 """MTEB result folders, both ways: the harness's retrieval records exported in the layout MTEB's
 ``ResultCache`` writes and reads (``results/<model>/<revision>/<Task>.json`` with a
-``model_meta.json``), and folders that MTEB wrote elsewhere imported as records (protocol
-"imported") for the report to show beside the harness's own cells.
+``model_meta.json``), and folders MTEB wrote elsewhere imported as records (protocol "imported")
+for the report to show beside the harness's own cells.
 
 Export: a zero-shot cell is the model as it is, in the revision folder; a fine-tuned cell is another
 model of its own, so it lives in MTEB's ``experiments/<name>/`` folder beside it, its
@@ -9,9 +9,13 @@ model of its own, so it lives in MTEB's ``experiments/<name>/`` folder beside it
 or MS MARCO) and the seed and configuration in ``experiment_kwargs``. Two files MTEB does not read
 travel with each task file (neither ends in ``.json``, the pattern MTEB's reader globs):
 ``harness_records.jsonl`` (the whole record: seeds, protocol, versions, dataset identity) and
-``<Task>.samples.jsonl`` (the per-query scores), so a harness folder round-trips without loss.
-MTEB's own files hold aggregate scores only: a folder from elsewhere imports without per-query
-scores, so its records take no part in paired tests.
+``<Task>.samples.jsonl`` (the per-query scores).
+
+Import reads with MTEB's own ``ResultCache``. A result whose scores are still those of the record
+the harness exported gives that record back (same key, protocol and samples), so a round trip
+changes nothing in a report; any other result becomes a record of protocol "imported" carrying
+MTEB's version, the model's name and revision and the dataset's revision. MTEB's files hold
+aggregate scores only: such a record has no per-query scores and takes no part in paired tests.
 """
 
 from __future__ import annotations
@@ -264,13 +268,27 @@ def read_folder(path) -> list[tuple[dict, list[dict] | None]]:
 
 
 def _imported(result, split: str, model, file: Path) -> tuple[dict, list[dict] | None]:
-    import mteb
-
-    from harness import __version__
-    from harness.records import now_iso
-
+    """A harness folder's own record (its scores unchanged in the MTEB file) with its per-query rows;
+    any other result as a record of protocol "imported", without rows."""
     metrics = _subset_mean(result.scores[split])
     origin = _origin(file.parent, result.task_name, split)
+    if origin and _same_scores(origin.get("metrics") or {}, metrics):
+        samples = file.with_name(f"{result.task_name}.samples.jsonl")
+        record = {k: v for k, v in origin.items() if k != "results_dir"}
+        return {**record, "imported": {"from": "mteb", "file": str(file)}}, _read_lines(samples) or None
+    return _foreign(result, split, model, file, metrics), None
+
+
+def _same_scores(stored: dict, read: dict) -> bool:
+    finite = {k: v for k, v in stored.items() if isinstance(v, (int, float)) and math.isfinite(v)}
+    return finite.keys() == read.keys() and all(math.isclose(finite[k], read[k], abs_tol=1e-6) for k in read)
+
+
+def _foreign(result, split: str, model, file: Path, metrics: dict) -> dict:
+    from harness import __version__
+    from harness.configs import PROTOCOL_VERSION
+    from harness.records import now_iso
+
     settings = next((s for s in reversed(_read_lines(file.parent / RUN_SETTINGS))
                      if isinstance(s, dict) and s.get("task") == result.task_name), {})
     library = {k.replace("-", "_"): v for k, v in (settings.get("version") or {}).items() if v}
@@ -278,44 +296,34 @@ def _imported(result, split: str, model, file: Path) -> tuple[dict, list[dict] |
     meta = model.model_meta
     experiment = dict(getattr(meta, "experiment_kwargs", None) or {})
     task = _harness_task(result.task_name)
+    revision = None if model.model_revision == NO_REVISION else model.model_revision
     identity = {"model": model.model_name, "revision": model.model_revision, "experiment": model.experiment_name,
                 "task": result.task_name, "split": split, "dataset_revision": result.dataset_revision}
-    key = digest(identity)
-    config = origin.get("config_key") or digest({k: v for k, v in experiment.items() if k not in ("seed", "cell")})
-    base = {k: origin.get(k) for k in ("architecture", "size", "variant", "family", "pair", "parameters",
-                                       "model_name", "n_examples", "seed", "hyperparameters")}
-    registry = _registry_spec(model.model_name)
-    record = {
-        **{k: v for k, v in (registry or {}).items() if v is not None and k != "name"}, **{k: v for k, v in base.items() if v is not None},
-        "cell_key": f"imported__{_safe(task)}__{key}",
-        "config_key": config, "protocol_key": digest({"imported": "mteb", "origin": origin.get("protocol_key")}),
+    config = digest({"experiment": {k: v for k, v in experiment.items() if k not in ("seed", "cell")}})
+    registry = _registry_spec(model.model_name) or {}
+    training = sorted(getattr(meta, "training_datasets", None) or [])
+    return {
+        "family": "other", **{k: v for k, v in registry.items() if k != "name"},
+        "cell_key": f"imported__{_safe(task)}__{digest(identity)}", "config_key": config,
+        "protocol_key": digest({"imported": "mteb", "version": mteb_version}),
         "status": "ok", "adapter": "retrieval", "model": model.model_name,
-        "model_name": base["model_name"] or (registry or {}).get("name") or model.model_name,
-        "revision": model.model_revision, "loaded_commit": model.model_revision
-        if re.fullmatch(r"[0-9a-f]{40}", str(model.model_revision)) else None,
+        "model_name": registry.get("name") or model.model_name, "architecture": registry.get("architecture", "unknown"),
+        "revision": revision, "loaded_commit": revision if re.fullmatch(r"[0-9a-f]{40}", str(revision)) else None,
         "task": task, "task_group": _task_group(task), "split": split, "metrics": metrics,
-        "headline_metric": _headline(task, metrics), "samples": None, "error": None,
-        "seed": base["seed"] if base["seed"] is not None else experiment.get("seed"),
-        "protocol": {"label": "imported", "source": "mteb", "mteb_version": mteb_version,
-                     "experiment": model.experiment_name, "experiment_kwargs": experiment or None,
-                     "origin_label": (origin.get("protocol") or {}).get("label")},
+        "headline_metric": _headline(task, metrics), "samples": None, "error": None, "seed": experiment.get("seed"),
+        "hyperparameters": {"experiment_kwargs": experiment or None},
+        "protocol": {"label": "imported", "version": PROTOCOL_VERSION, "source": "mteb",
+                     "mteb_version": mteb_version, "experiment": model.experiment_name},
         "dataset": {"id": _dataset_id(result.task_name), "mteb_task": result.task_name,
                     "revision": result.dataset_revision},
         "retrieval": {"protocol": "imported", "mteb_task": result.task_name, "split": split,
-                      "origin_protocol": (origin.get("retrieval") or {}).get("protocol"),
-                      "undefined_scores": _undefined(result.scores[split])},
-        "training_datasets": sorted(getattr(meta, "training_datasets", None) or []) or None,
-        "wall_time_s": result.evaluation_time, "tokens_processed": 0,
-        "versions": {**(origin.get("versions") or {}), **library, "mteb": mteb_version},
-        "imported": {"format": "mteb", "file": str(file), "harness": __version__, "at": now_iso(),
-                     "origin_cell_key": origin.get("cell_key")},
+                      "training_datasets": training or None, "undefined_scores": _undefined(result.scores[split])},
+        "n_examples": None, "wall_time_s": result.evaluation_time, "tokens_processed": 0,
+        "versions": {**library, "mteb": mteb_version},
+        "imported": {"from": "mteb", "file": str(file), "at": now_iso(), "harness": __version__},
         "timestamp": datetime.fromtimestamp(result.date.timestamp(), timezone.utc).isoformat(timespec="seconds")
         if result.date else None,
     }
-    record.setdefault("architecture", "unknown")
-    samples_file = file.with_name(f"{result.task_name}.samples.jsonl")
-    rows = _read_lines(samples_file) if origin and samples_file.is_file() else None
-    return record, rows or None
 
 
 def _subset_mean(entries: list[dict]) -> dict:
