@@ -175,6 +175,56 @@ def test_a_folder_mteb_wrote_imports_with_mtebs_scores_beside_the_harness_cells(
     assert "someone/tiny-st" in set(report.best["model_name"])
 
 
+def test_a_hub_task_result_from_elsewhere_maps_to_the_shipped_task(tmp_path):
+    """A results-repository entry as MTEB writes it (a registry model's meta, SciFact's dataset revision)."""
+    import mteb
+    from mteb.results import TaskResult
+
+    meta = mteb.get_model_meta("sentence-transformers/all-MiniLM-L6-v2")
+    task = mteb.get_task("SciFact")
+    scores = {"ndcg_at_10": 0.64508, "map_at_10": 0.59632, "recall_at_10": 0.78, "main_score": 0.64508}
+    result = TaskResult.from_task_results(task, {"test": {"default": scores}}, evaluation_time=12.5)
+    cache = mteb.ResultCache(tmp_path / "cache")
+    cache.save_to_cache(result, meta)
+    [(record, rows)] = exchange.read_folder(tmp_path / "cache" / "results")  # the results/ folder works too
+    assert rows is None and record["task"] == "scifact" and record["task_group"] == "retrieval"
+    assert record["model"] == "sentence-transformers/all-MiniLM-L6-v2"
+    assert record["revision"] == record["loaded_commit"] == meta.revision
+    assert record["dataset"] == {"id": "mteb/scifact", "mteb_task": "SciFact", "revision": task.metadata.revision}
+    assert {k: record["metrics"][k] for k in scores} == scores and record["headline_metric"] == "ndcg_at_10"
+    assert "MSMARCO" in record["retrieval"]["training_datasets"]  # what the model's makers declared
+    assert record["versions"]["mteb"] == mteb.__version__ and record["wall_time_s"] == 12.5
+
+
+def test_hub_cells_export_under_mtebs_names_with_their_training_data_declared(runs, tmp_path):
+    """An Ettin cell on MTEB's SciFact, zero-shot and fine-tuned on SciFact's train split or on MS MARCO."""
+    import mteb
+    from mteb.models.model_meta import ModelMeta
+
+    store = runs["store"]
+    zero, tuned = by_protocol(store)["zero-shot"][0], by_protocol(store)["fine-tuned"]
+    hub = {"model": "jhu-clsp/ettin-encoder-17m", "model_name": "ettin-encoder-17m", "revision": "main",
+           "loaded_commit": "c" * 40, "task": "scifact",
+           "dataset": {"id": "mteb/scifact", "revision": "d56462d0e63a25450459c4f213e49ffdb866f7f9", "commit": None}}
+    cells = [{**zero, **hub, "retrieval": {**zero["retrieval"], "mteb_task": "SciFact"}}]
+    for record, data in zip(tuned, ("scifact train judgements", "sentence-transformers/msmarco-co-condenser:triplet-hard")):
+        cells.append({**record, **hub, "retrieval": {**record["retrieval"], "mteb_task": "SciFact"},
+                      "training": {**record["training"], "data": data}})
+    exchange.export(cells, None, tmp_path / "mteb")
+    folder = tmp_path / "mteb" / "results" / "jhu-clsp__ettin-encoder-17m" / ("c" * 40)
+    result = mteb.ResultCache(tmp_path / "mteb").load_task_result("SciFact", "jhu-clsp/ettin-encoder-17m", "c" * 40)
+    assert result.dataset_revision == hub["dataset"]["revision"] and result.get_score() == zero["metrics"]["ndcg_at_10"]
+    assert result.scores["test"][0]["languages"] == ["eng-Latn"]
+    declared = {}
+    for path in folder.glob("experiments/*/model_meta.json"):
+        meta = ModelMeta.model_validate_json_resolved(path.read_text())
+        declared[meta.experiment_kwargs["seed"]] = meta.training_datasets
+    assert declared == {tuned[0]["seed"]: {"SciFact"}, tuned[1]["seed"]: {"MSMARCO"}}
+    back = {r["cell_key"]: r for r, _ in exchange.read_folder(tmp_path / "mteb")}
+    assert {k: {f: v for f, v in r.items() if f != "imported"} for k, r in back.items()} == \
+        {c["cell_key"]: c for c in cells}
+
+
 def test_nothing_to_export_or_import_is_one_line(runs, tmp_path):
     glue_like = {**runs["store"].records()[0], "adapter": "classification"}
     with pytest.raises(UserError, match="no retrieval records to export"):

@@ -184,7 +184,8 @@ def _languages(task_name: str) -> list[str]:
         try:
             import mteb
 
-            return list(mteb.get_task(task_name).metadata.languages) or ["eng-Latn"]
+            scripts = mteb.get_task(task_name).metadata.hf_subsets_to_langscripts
+            return list(scripts.get("default") or next(iter(scripts.values()), None) or ["eng-Latn"])
         except Exception:
             pass
     return ["eng-Latn"]
