@@ -76,6 +76,8 @@ def test_every_kind_of_record_exports_as_a_schema_valid_log(store, validator, tm
         assert source["seed"] == str(record["seed"]) and source["protocol"] == record["protocol"]["label"]
         assert json.loads(source["protocol_details"]) == record["protocol"]
         assert json.loads(source["hyperparameters"]) == record["hyperparameters"]
+        kind = {"classification": "input_format"}.get(record["adapter"], record["adapter"])
+        assert json.loads(source[kind]) == record[kind]  # the kind's own settings (template, pooling, ...)
         assert log["eval_library"] == {"name": "ettin-eval", "version": record["versions"]["harness"],
                                        "additional_details": {k: v for k, v in record["versions"].items()
                                                               if k != "harness"}}
