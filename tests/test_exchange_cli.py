@@ -166,3 +166,22 @@ def test_csv_stays_the_default_export(tmp_path, capsys):
     assert "ettin-decoder-17m" in board
     assert run_cli("export", tmp_path / "store", "--tidy", tmp_path / "tidy.csv") == 0
     assert "arc_easy" in (tmp_path / "tidy.csv").read_text()
+
+
+def test_mteb_folders_go_through_the_same_commands(tiny_pair, tmp_path, capsys):
+    """export --format mteb, import and report reach harness/exchange/mteb.py through the dispatch."""
+    from harness.demo_data import write_retrieval
+    from harness.report import build_report
+
+    data = write_retrieval(tmp_path / "data")
+    assert run_cli("run", "--model", tiny_pair["encoder"], "--tasks", "retrieval_demo", "--data-dir", data,
+                   "--zero-shot", "--quiet", "--output-path", tmp_path / "run") == 0
+    assert run_cli("export", tmp_path / "run", "--format", "mteb", "--out", tmp_path / "mteb") == 0
+    assert run_cli("import", tmp_path / "mteb", "--output-path", tmp_path / "back") == 0
+    (original,), (back,) = records(tmp_path / "run"), records(tmp_path / "back")
+    assert back["metrics"][back["headline_metric"]] == original["metrics"][original["headline_metric"]]
+    one = build_report([str(tmp_path / "run")], n_boot=0).text()
+    capsys.readouterr()
+    assert run_cli("report", tmp_path / "mteb", "--bootstrap", 0) == 0  # the MTEB folder, read directly
+    shown = capsys.readouterr().out.strip()
+    assert shown == one.strip(), (shown, one)
