@@ -20,6 +20,7 @@ aggregate scores only: such a record has no per-query scores and takes no part i
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -120,11 +121,16 @@ def mteb_task_name(record: dict) -> str:
     return (record.get("retrieval") or {}).get("mteb_task") or f"{LOCAL_PREFIX}{record['task']}"
 
 
-def _shipped_mteb_names() -> dict[str, str]:
-    """harness task name -> MTEB task name, for the shipped retrieval tasks."""
+@functools.lru_cache(maxsize=1)
+def _shipped_specs() -> dict:
     from harness.retrieval.spec import load_retrieval_tasks
 
-    return {name: spec.mteb_task for name, spec in load_retrieval_tasks().items() if spec.mteb_task}
+    return load_retrieval_tasks()
+
+
+def _shipped_mteb_names() -> dict[str, str]:
+    """harness task name -> MTEB task name, for the shipped retrieval tasks."""
+    return {name: spec.mteb_task for name, spec in _shipped_specs().items() if spec.mteb_task}
 
 
 def training_datasets(record: dict) -> set[str] | None:
@@ -365,9 +371,7 @@ def _task_group(task: str) -> str:
 
 
 def _headline(task: str, metrics: dict) -> str:
-    from harness.retrieval.spec import load_retrieval_tasks
-
-    spec = load_retrieval_tasks().get(task)
+    spec = _shipped_specs().get(task)
     return spec.headline_metric if spec and spec.headline_metric in metrics else "main_score"
 
 
