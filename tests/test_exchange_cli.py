@@ -107,7 +107,7 @@ def test_a_folder_that_is_not_a_results_folder_is_one_line(tmp_path, capsys, mak
 def test_a_result_key_that_names_a_path_is_refused(tmp_path, capsys):
     """An exported file carries its records' keys; one that would write outside the store stops the import."""
     record = {"cell_key": "../../escape", "status": "ok", "model": MODEL, "task": "arc_easy",
-              "metrics": {"acc": 0.5}, "seed": 0}
+              "metrics": {"acc": 0.5, "acc_norm": 0.6}, "seed": 0}
     lm_eval_folder(tmp_path / "lm")
     path = next((tmp_path / "lm").rglob("results_*.json"))
     body = json.loads(path.read_text())

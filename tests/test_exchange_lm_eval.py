@@ -174,6 +174,19 @@ def test_export_then_import_gives_the_same_report(harness_run, tmp_path):
     assert one.significance["p_value"].notna().all()
 
 
+def test_an_edited_export_is_read_as_lm_evals_numbers_not_as_the_records_it_keeps(harness_run, tmp_path):
+    assert run_cli("export", harness_run, "--format", "lm-eval", "--out", tmp_path / "lm") == 0
+    path = next(p for p in (tmp_path / "lm").rglob("results_*.json") if p.parent.name.endswith("decoder"))
+    body = json.loads(path.read_text())
+    body["results"]["generative_demo"]["acc_norm,none"] = 0.125
+    path.write_text(json.dumps(body))
+    assert run_cli("import", tmp_path / "lm", "--output-path", tmp_path / "back") == 0
+    back = [r for r in records_of(tmp_path / "back").values() if r["architecture"] == "decoder"]
+    edited = next(r for r in back if r["task"] == "generative_demo")
+    assert edited["metrics"]["acc_norm"] == 0.125 and edited["protocol"]["label"] == "imported"
+    assert next(r for r in back if r["task"] == "sst2")["cell_key"] in records_of(harness_run)  # untouched: kept
+
+
 def test_paired_tests_run_on_imported_samples(lm_eval_run, tmp_path):
     """An encoder's and a decoder's lm-eval runs (here one run, told to be both) imported as one pair."""
     from harness.report import build_report

@@ -76,7 +76,7 @@ def _records(file: str, body: dict, arch: str | None) -> list[tuple[dict, list |
             continue  # a group's aggregate: its tasks are imported one by one
         rows = samples_rows(file, task)
         exported = ((config.get("metadata") or {}).get("ettin_eval") or {}).get("records")
-        if exported:
+        if exported and unchanged(entry, exported):
             out += _harness_records(file, exported, rows)
         else:
             record = foreign_record(file, body, task, entry, config, arch)
@@ -84,6 +84,21 @@ def _records(file: str, body: dict, arch: str | None) -> list[tuple[dict, list |
             kept = [r for r in rows or [] if r.get("filter", filt) == filt]
             out.append((record, kept or None))
     return out
+
+
+def unchanged(entry: dict, records) -> bool:
+    """True when the scores of a file this harness exported are still those of the records it keeps
+    (an edited file is read as lm-eval's, protocol "imported")."""
+    if not isinstance(records, list) or not all(isinstance(r, dict) and isinstance(r.get("metrics"), dict)
+                                                for r in records):
+        return False
+    for key, value in entry.items():
+        metric, comma, _ = key.partition(",")
+        values = [r["metrics"].get(metric) for r in records]
+        if comma and not metric.endswith("_stderr") and isinstance(value, (int, float)):
+            if any(not isinstance(v, (int, float)) for v in values) or abs(sum(values) / len(values) - value) > 1e-9:
+                return False
+    return True
 
 
 def samples_rows(file: str, task: str) -> list[dict] | None:
@@ -108,8 +123,6 @@ def samples_rows(file: str, task: str) -> list[dict] | None:
 def _harness_records(file: str, records: list[dict], rows: list | None) -> list[tuple[dict, list | None]]:
     out = []
     for record in records:
-        if not isinstance(record, dict):
-            raise UserError(f"{file}: its ettin_eval metadata is damaged; export the results again")
         mine = [r.get("ettin_eval", r) for r in rows or [] if r.get("seed", record.get("seed")) == record.get("seed")]
         mine = [{k: v for k, v in r.items() if k != "seed"} if "doc_id" in r else r for r in mine]
         out.append(({**record, "imported": {"from": SOURCE, "file": os.path.abspath(file)}}, mine or None))
