@@ -150,6 +150,8 @@ def test_a_folder_mteb_wrote_imports_with_mtebs_scores_beside_the_harness_cells(
     expected = direct.task_results[0].scores["test"][0]
     [(record, rows)] = exchange.read_folder(tmp_path / "cache")
     assert rows is None  # MTEB's files hold no per-query scores: no paired tests for this record
+    assert record["architecture"] == "unknown"  # MTEB's files do not say; the importer may
+    assert exchange.read_folder(tmp_path / "cache", arch="encoder")[0][0]["architecture"] == "encoder"
     assert record["model"] == "someone/tiny-st" and record["revision"] is None  # MTEB's no_revision_available
     assert record["task"] == "retrieval_demo" and record["split"] == "test"
     assert record["protocol"]["label"] == "imported" and record["protocol"]["mteb_version"] == mteb.__version__

@@ -186,15 +186,8 @@ def _dataset_revision(record: dict) -> str:
 
 
 def _languages(task_name: str) -> list[str]:
-    if not task_name.startswith(LOCAL_PREFIX):
-        try:
-            import mteb
-
-            scripts = mteb.get_task(task_name).metadata.hf_subsets_to_langscripts
-            return list(scripts.get("default") or next(iter(scripts.values()), None) or ["eng-Latn"])
-        except Exception:
-            pass
-    return ["eng-Latn"]
+    scripts = getattr(_metadata(task_name), "hf_subsets_to_langscripts", None) or {}
+    return list(scripts.get("default") or next(iter(scripts.values()), None) or ["eng-Latn"])
 
 
 def _run_settings(record: dict, result) -> dict:
@@ -243,9 +236,11 @@ def is_mteb_folder(path) -> bool:
     return _cache_root(path) is not None
 
 
-def read_folder(path) -> list[tuple[dict, list[dict] | None]]:
+def read_folder(path, arch: str | None = None) -> list[tuple[dict, list[dict] | None]]:
     """Every (task, split) result in the MTEB folder ``path`` as a harness record (protocol "imported")
-    with its per-query rows where the folder came from the harness (None otherwise)."""
+    with its per-query rows where the folder came from the harness (None otherwise). ``arch``: the
+    architecture of a model from elsewhere (MTEB's files do not say; else the Ettin registry's, else
+    "unknown")."""
     import mteb
     from mteb.results import TaskResult
 
@@ -268,13 +263,13 @@ def read_folder(path) -> list[tuple[dict, list[dict] | None]]:
                                               model_revision=model.model_revision,
                                               experiment_name=model.experiment_name)
             for split in result.scores:
-                out.append(_imported(result, split, model, file))
+                out.append(_imported(result, split, model, file, arch))
     if not out:
         raise UserError(f"'{path}' holds no MTEB scores; pass a folder MTEB wrote results into")
     return out
 
 
-def _imported(result, split: str, model, file: Path) -> tuple[dict, list[dict] | None]:
+def _imported(result, split: str, model, file: Path, arch: str | None) -> tuple[dict, list[dict] | None]:
     """A harness folder's own record (its scores unchanged in the MTEB file) with its per-query rows;
     any other result as a record of protocol "imported", without rows."""
     metrics = _subset_mean(result.scores[split])
@@ -283,7 +278,7 @@ def _imported(result, split: str, model, file: Path) -> tuple[dict, list[dict] |
         samples = file.with_name(f"{result.task_name}.samples.jsonl")
         record = {k: v for k, v in origin.items() if k != "results_dir"}
         return {**record, "imported": {"from": "mteb", "file": str(file)}}, _read_lines(samples) or None
-    return _foreign(result, split, model, file, metrics), None
+    return _foreign(result, split, model, file, metrics, arch), None
 
 
 def _same_scores(stored: dict, read: dict) -> bool:
@@ -291,10 +286,11 @@ def _same_scores(stored: dict, read: dict) -> bool:
     return finite.keys() == read.keys() and all(math.isclose(finite[k], read[k], abs_tol=1e-6) for k in read)
 
 
-def _foreign(result, split: str, model, file: Path, metrics: dict) -> dict:
+def _foreign(result, split: str, model, file: Path, metrics: dict, arch: str | None) -> dict:
     from harness import __version__
     from harness.configs import PROTOCOL_VERSION
     from harness.records import now_iso
+    from harness.suite import suite
 
     settings = next((s for s in reversed(_read_lines(file.parent / RUN_SETTINGS))
                      if isinstance(s, dict) and s.get("task") == result.task_name), {})
@@ -314,14 +310,14 @@ def _foreign(result, split: str, model, file: Path, metrics: dict) -> dict:
         "cell_key": f"imported__{_safe(task)}__{digest(identity)}", "config_key": config,
         "protocol_key": digest({"imported": "mteb", "version": mteb_version}),
         "status": "ok", "adapter": "retrieval", "model": model.model_name,
-        "model_name": registry.get("name") or model.model_name, "architecture": registry.get("architecture", "unknown"),
+        "model_name": registry.get("name") or model.model_name, "architecture": arch or registry.get("architecture", "unknown"),
         "revision": revision, "loaded_commit": revision if re.fullmatch(r"[0-9a-f]{40}", str(revision)) else None,
-        "task": task, "task_group": _task_group(task), "split": split, "metrics": metrics,
+        "task": task, "task_group": suite().group_of(task) or "retrieval", "split": split, "metrics": metrics,
         "headline_metric": _headline(task, metrics), "samples": None, "error": None, "seed": experiment.get("seed"),
         "hyperparameters": {"experiment_kwargs": experiment or None},
         "protocol": {"label": "imported", "version": PROTOCOL_VERSION, "source": "mteb",
                      "mteb_version": mteb_version, "experiment": model.experiment_name},
-        "dataset": {"id": _dataset_id(result.task_name), "mteb_task": result.task_name,
+        "dataset": {"id": getattr(_metadata(result.task_name), "dataset", {}).get("path"), "mteb_task": result.task_name,
                     "revision": result.dataset_revision},
         "retrieval": {"protocol": "imported", "mteb_task": result.task_name, "split": split,
                       "training_datasets": training or None, "undefined_scores": _undefined(result.scores[split])},
@@ -364,24 +360,19 @@ def _harness_task(mteb_name: str) -> str:
     return {v: k for k, v in _shipped_mteb_names().items()}.get(mteb_name, mteb_name)
 
 
-def _task_group(task: str) -> str:
-    from harness.suite import suite
-
-    return suite().group_of(task) or "retrieval"
-
-
 def _headline(task: str, metrics: dict) -> str:
     spec = _shipped_specs().get(task)
     return spec.headline_metric if spec and spec.headline_metric in metrics else "main_score"
 
 
-def _dataset_id(mteb_name: str) -> str | None:
+def _metadata(mteb_name: str):
+    """MTEB's metadata of the task ``mteb_name`` (None for a local task or one this MTEB lacks)."""
     if mteb_name.startswith(LOCAL_PREFIX):
         return None
     try:
         import mteb
 
-        return mteb.get_task(mteb_name).metadata.dataset["path"]
+        return mteb.get_task(mteb_name).metadata
     except Exception:
         return None
 
