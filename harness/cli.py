@@ -164,13 +164,33 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("tasks", help="list the tasks and groups")
     t.add_argument("--include-path", action="append", default=[], metavar="DIR")
 
-    ex = sub.add_parser("export", help="export results as a tidy CSV and/or a leaderboard CSV",
+    from harness.exchange import EXPORT_FORMATS, IMPORT_FORMATS
+
+    ex = sub.add_parser("export", help="export results as CSV (tidy, leaderboard) or in another tool's format",
                         description="Export results folder(s). --tidy: one row per record and metric. "
                                     "--leaderboard: one row per model (schema in README, 'Reports'); an existing "
-                                    "file is updated, a model's row replaced, never duplicated.")
+                                    "file is updated, a model's row replaced, never duplicated. --format lm-eval, "
+                                    "mteb or every-eval-ever --out DIR: the records as that tool writes its results "
+                                    "(README, 'Working with other tools').")
     ex.add_argument("results", nargs="+", help="results folder(s)")
+    ex.add_argument("--format", default="csv", choices=EXPORT_FORMATS,
+                    help="csv (default: --tidy/--leaderboard, or DIR/leaderboard.csv with --out), lm-eval, mteb or "
+                         "every-eval-ever (a folder, with --out)")
+    ex.add_argument("--out", metavar="DIR", help="write the export into this folder")
     ex.add_argument("--tidy", metavar="CSV", help="write the tidy table here")
     ex.add_argument("--leaderboard", metavar="CSV", help="write or update the leaderboard here")
+
+    imp = sub.add_parser("import", help="put lm-eval or MTEB output folders into a results store",
+                         description="Read lm-eval output folders (results_*.json, samples_*.jsonl) and MTEB result "
+                                     "folders into a results store, protocol 'imported', beside the harness's own "
+                                     "cells in reports. A result the store already holds is kept as it is.")
+    imp.add_argument("folders", nargs="+", metavar="DIR", help="lm-eval --output_path or MTEB results folder(s)")
+    imp.add_argument("--output-path", required=True, metavar="RESULTS", help="the results store to import into")
+    imp.add_argument("--format", default="auto", choices=IMPORT_FORMATS,
+                     help="auto (default: told apart by their files), lm-eval or mteb")
+    imp.add_argument("--arch", help="encoder or decoder: the architecture of an lm-eval run's model (default: the "
+                                    "registry's for an Ettin id, a local model folder's config.json, else decoder)")
+    imp.add_argument("--pair", metavar="NAME", help="show the imported models in the report row of pair NAME")
 
     rep = sub.add_parser("report", help="print the encoder-vs-decoder comparison; --out writes tables, plots, "
                                          "leaderboard and significance",
@@ -178,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "the Ettin paper's numbers, and mark gaps a paired bootstrap does not find "
                                      "significant. With --out DIR also write tables (md, tex, csv), plots (png, pdf), "
                                      "leaderboard.csv and significance tables there.")
-    rep.add_argument("results", nargs="+", help="results folder(s)")
+    rep.add_argument("results", nargs="+", help="results folder(s); lm-eval and MTEB output folders are read too")
     rep.add_argument("--out", metavar="DIR", help="write the report files into DIR")
     rep.add_argument("--bootstrap", type=int, default=1000, metavar="N",
                      help="bootstrap resamples for confidence intervals and paired tests (default 1000; 0: skip)")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 
-from harness import grids, models, plan, tasks
+from harness import commands_results, grids, models, plan, tasks
 from harness.configs import BiasConfig, Recipe, ScoringConfig
 from harness.errors import UserError
 from harness.execution import ExecutionSettings, RunnerSettings, make_executor, run_cells
@@ -353,44 +353,8 @@ def tasks_cmd(args) -> int:
     return 0
 
 
-def export(args) -> int:
-    from harness.report import write_leaderboard
-    from harness.report.frame import check_roots
-    from harness.results import tidy_frame
-
-    check_roots(args.results)
-    if not args.tidy and not args.leaderboard:
-        raise UserError("nothing to export; add --tidy OUT.csv and/or --leaderboard OUT.csv")
-    for flag, path in (("--tidy", args.tidy), ("--leaderboard", args.leaderboard)):
-        if path:
-            writable_folder(os.path.dirname(os.path.abspath(path)), flag)
-    if args.tidy:
-        frame = tidy_frame(*args.results)
-        frame.to_csv(args.tidy, index=False)
-        say(f"wrote {len(frame)} rows to {args.tidy}")
-    if args.leaderboard:
-        board = write_leaderboard(args.results, args.leaderboard)
-        say(f"leaderboard {args.leaderboard}: {len(board)} models")
-    return 0
-
-
-def report(args) -> int:
-    from harness.report import build_report, write_report
-
-    if args.bootstrap < 0:
-        raise UserError(f"--bootstrap must be 0 or more, not {args.bootstrap}")
-    if args.out:
-        writable_folder(args.out, "--out")
-    rep = build_report(args.results, n_boot=args.bootstrap)
-    say(rep.text())
-    if args.out:
-        paths = write_report(args.results, args.out, report=rep)
-        say(f"\nwrote {len(paths)} files to {args.out}: tables comparison.md/.tex/.csv, leaderboard.csv"
-            + (", significance.csv" if "significance.csv" in paths else "")
-            + f"; plots in {os.path.join(args.out, 'plots')}"
-            + (f"; page {paths['index.html']}" if "index.html" in paths else ""))
-    return 0
-
-
 COMMANDS = {"run": run, "plan": plan_cmd,  # plan: run --dry-run (harness/cost.py)
-            "demo": demo, "models": models_cmd, "tasks": tasks_cmd, "export": export, "report": report}
+            "demo": demo, "models": models_cmd, "tasks": tasks_cmd,
+            # the subcommands that read results folders: harness/commands_results.py
+            "export": commands_results.export, "import": commands_results.import_cmd,
+            "report": commands_results.report}

@@ -76,15 +76,17 @@ def _metric_value(row: dict, metric: str):
     return None
 
 
-def outputs_of(records: list[dict]) -> Outputs | None:
+def outputs_of(records: list[dict], read=None) -> Outputs | None:
     """The per-example outputs of one score's records (its seeds), aligned on the examples every
-    seed has; None when a record kept no per-example outputs."""
+    seed has; None when a record kept no per-example outputs. ``read(record)`` gives a record's
+    rows (default: from the results folder named by its ``results_dir``)."""
     per_seed = []
     metric = records[0]["headline_metric"]
     classification = None
+    read = read or (lambda record: ResultStore(record["results_dir"]).read_samples(record))
     for record in records:
         has = isinstance(record.get("samples"), str)  # None reads back from a DataFrame as NaN
-        rows = ResultStore(record["results_dir"]).read_samples(record) if has else []
+        rows = read(record) if has else []
         if not rows:
             return None
         classification = "pred" in rows[0] and "label" in rows[0]
@@ -125,6 +127,12 @@ def bootstrap_ci(outputs: Outputs, n_boot: int = 1000, seed: int = 0, level: flo
     (reps,) = _resampled([outputs], n_boot, seed)
     lo, hi = np.nanquantile(reps, [(1 - level) / 2, (1 + level) / 2])
     return outputs.score(), float(lo), float(hi)
+
+
+def bootstrap_stderr(outputs: Outputs, n_boot: int = 1000, seed: int = 0) -> float:
+    """The standard error of the score: the standard deviation of its bootstrap replicates."""
+    (reps,) = _resampled([outputs], n_boot, seed)
+    return float(np.nanstd(reps, ddof=1))
 
 
 def paired_bootstrap(a: Outputs, b: Outputs, n_boot: int = 1000, seed: int = 0, level: float = LEVEL) -> dict:
