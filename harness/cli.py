@@ -188,8 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--output-path", required=True, metavar="RESULTS", help="the results store to import into")
     imp.add_argument("--format", default="auto", choices=IMPORT_FORMATS,
                      help="auto (default: told apart by their files), lm-eval or mteb")
-    imp.add_argument("--arch", help="encoder or decoder: the architecture of an lm-eval run's model (default: the "
-                                    "registry's for an Ettin id, a local model folder's config.json, else decoder)")
+    imp.add_argument("--arch", help="encoder or decoder: the architecture of the imported models (default: the "
+                                    "registry's for an Ettin id; else, for lm-eval runs, a local model folder's "
+                                    "config.json or decoder, for MTEB results 'unknown')")
     imp.add_argument("--pair", metavar="NAME", help="show the imported models in the report row of pair NAME")
 
     rep = sub.add_parser("report", help="print the encoder-vs-decoder comparison; --out writes tables, plots, "

@@ -29,6 +29,13 @@ def test_notebook_is_stored_without_outputs():
     assert code and all(c.outputs == [] and c.execution_count is None for c in code)
 
 
+def trajectory_results(root: Path) -> None:
+    """A pair at two checkpoints named as a local run names them: the decoder leads first, the encoder later."""
+    for rev, (enc, dec) in (("checkpoint-10", (0.5, 0.7)), ("checkpoint-20", (0.8, 0.6))):
+        put(root, "encoder", "17m", "sst2", enc, revision=rev)
+        put(root, "decoder", "17m", "sst2", dec, revision=rev)
+
+
 def test_notebook_runs_top_to_bottom(tmp_path, monkeypatch):
     demo_like_results(tmp_path / "results")
     monkeypatch.setenv("ETTIN_RESULTS", str(tmp_path / "results"))
@@ -44,3 +51,18 @@ def test_notebook_runs_top_to_bottom(tmp_path, monkeypatch):
     assert len(images) == 3
     assert (tmp_path / "report" / "plots" / "gap_heatmap.pdf").stat().st_size > 0
     assert (tmp_path / "report" / "significance.csv").read_text().count("\n") == 1 + 4
+
+
+def test_notebook_shows_a_trajectory(tmp_path, monkeypatch):
+    trajectory_results(tmp_path / "results")
+    monkeypatch.setenv("ETTIN_RESULTS", str(tmp_path / "results"))
+    monkeypatch.setenv("ETTIN_REPORT_OUT", str(tmp_path / "report"))
+    monkeypatch.setenv("ETTIN_BOOTSTRAP", "0")
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    NotebookClient(nb, timeout=120, kernel_name="python3",
+                   resources={"metadata": {"path": str(NOTEBOOK.parent)}}).execute()
+    last = nb.cells[-1]
+    text = "".join(o.get("data", {}).get("text/plain", "") for o in last.outputs if o.output_type == "display_data")
+    assert "checkpoint-10" in text and "checkpoint-20" in text
+    assert any("image/png" in o.get("data", {}) for o in last.outputs)  # the curves were drawn
