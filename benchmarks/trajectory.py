@@ -92,8 +92,10 @@ def main(argv=None) -> int:
     p.add_argument("--batch", type=int, default=16, help="sequences per step")
     p.add_argument("--length", type=int, default=128, help="tokens per sequence")
     p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--tasks", default="sst2,arc_easy_local,piqa_local")
-    p.add_argument("--limit", default="1000", help="rows per split for the harness (SST-2 fine-tuning, MC scoring)")
+    p.add_argument("--classify", default="sst2", help="fine-tuned classification task(s)")
+    p.add_argument("--classify-limit", default="3000", help="rows per split of the classification task")
+    p.add_argument("--tasks", default="arc_easy_local,piqa_local", help="multiple-choice (lm-eval) tasks")
+    p.add_argument("--limit", default="400", help="documents per multiple-choice task")
     p.add_argument("--train-only", action="store_true")
     args = p.parse_args(argv)
     os.environ.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", HF_EVALUATE_OFFLINE="1")
@@ -122,13 +124,15 @@ def main(argv=None) -> int:
         return 0
     store = out / "results"
     start = time.perf_counter()
-    ettin_eval("run", "--model", runs["encoder"], "--model", runs["decoder"], "--pair", "ettin-17m-shape (scratch)",
-               "--revisions", "all", "--tasks", args.tasks, "--data-dir", data / "glue", "--data-dir", data / "mc",
-               "--limit", args.limit, "--lr", "1e-4", "--output-path", store, "--quiet")
+    models = ["--model", runs["encoder"], "--model", runs["decoder"], "--pair", "ettin-17m-shape (scratch)",
+              "--revisions", "all", "--output-path", store, "--quiet"]
+    ettin_eval("run", *models, "--tasks", args.classify, "--data-dir", data / "glue", "--limit", args.classify_limit,
+               "--lr", "1e-4", "--epochs", "2")
+    ettin_eval("run", *models, "--tasks", args.tasks, "--data-dir", data / "mc", "--limit", args.limit)
     took = time.perf_counter() - start
     n = 2 * len(save_steps)
-    print(f"harness: {n} checkpoints x {len(args.tasks.split(','))} tasks in {took:.0f} s "
-          f"({took / n:.0f} s per checkpoint)", flush=True)
+    tasks = len(args.classify.split(",")) + len(args.tasks.split(","))
+    print(f"harness: {n} checkpoints x {tasks} tasks in {took:.0f} s ({took / n:.0f} s per checkpoint)", flush=True)
     ettin_eval("report", store, "--out", out / "report")
     return 0
 
