@@ -14,20 +14,16 @@ from harness.lm import reuse
 from harness.lm.evaluate import evaluate_task
 
 
-@pytest.fixture()
-def second_checkpoint(tiny_paths, tmp_path):
-    """The tiny decoder with its weights perturbed: another checkpoint of the same run (same tokenizer)."""
-    from transformers import AutoModelForCausalLM
-
-    path = tmp_path / "step2"
-    shutil.copytree(tiny_paths["decoder"], path)
-    model = AutoModelForCausalLM.from_pretrained(path)
-    torch.manual_seed(1)
+def perturbed(source: str, out: str, cls, seed: int) -> str:
+    """A copy of ``source`` with its weights perturbed: another checkpoint of the same run (same tokenizer)."""
+    shutil.copytree(source, out)
+    model = cls.from_pretrained(out)
+    torch.manual_seed(seed)
     with torch.no_grad():
         for p in model.parameters():
             p.add_(0.05 * torch.randn_like(p))
-    model.save_pretrained(path)
-    return str(path)
+    model.save_pretrained(out)
+    return out
 
 
 def scores(result) -> list:
@@ -35,21 +31,13 @@ def scores(result) -> list:
 
 
 @pytest.mark.parametrize("arch", ["decoder", "encoder"])
-def test_second_checkpoint_reuses_requests_and_tokens_and_scores_as_a_cold_start(tiny_paths, second_checkpoint,
-                                                                               cpu_runner, arch, tmp_path):
-    first = tiny_paths[arch]
-    second = second_checkpoint
-    if arch == "encoder":  # perturb a copy of the encoder instead
-        from transformers import AutoModelForMaskedLM
+def test_second_checkpoint_reuses_requests_and_tokens_and_scores_as_a_cold_start(tiny_paths, cpu_runner, arch,
+                                                                               tmp_path):
+    from transformers import AutoModelForCausalLM, AutoModelForMaskedLM
 
-        second = str(tmp_path / "enc-step2")
-        shutil.copytree(first, second)
-        model = AutoModelForMaskedLM.from_pretrained(second)
-        torch.manual_seed(2)
-        with torch.no_grad():
-            for p in model.parameters():
-                p.add_(0.05 * torch.randn_like(p))
-        model.save_pretrained(second)
+    first = tiny_paths[arch]
+    cls = AutoModelForMaskedLM if arch == "encoder" else AutoModelForCausalLM
+    second = perturbed(first, str(tmp_path / "step2"), cls, seed=1)
     reuse.clear()
     cold = evaluate_task(cpu_runner, spec_of(second), "arc_easy_local", log_samples=True)
     reuse.clear()

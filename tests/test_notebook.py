@@ -29,6 +29,18 @@ def test_notebook_is_stored_without_outputs():
     assert code and all(c.outputs == [] and c.execution_count is None for c in code)
 
 
+def run_notebook(tmp_path: Path, monkeypatch, n_boot: int):
+    """The notebook executed top to bottom on ``tmp_path/results``, writing into ``tmp_path/report``."""
+    monkeypatch.setenv("ETTIN_RESULTS", str(tmp_path / "results"))
+    monkeypatch.setenv("ETTIN_REPORT_OUT", str(tmp_path / "report"))
+    monkeypatch.setenv("ETTIN_BOOTSTRAP", str(n_boot))
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    NotebookClient(nb, timeout=120, kernel_name="python3",
+                   resources={"metadata": {"path": str(NOTEBOOK.parent)}}).execute()
+    return nb
+
+
 def trajectory_results(root: Path) -> None:
     """A pair at two checkpoints named as a local run names them: the decoder leads first, the encoder later."""
     for rev, (enc, dec) in (("checkpoint-10", (0.5, 0.7)), ("checkpoint-20", (0.8, 0.6))):
@@ -38,13 +50,7 @@ def trajectory_results(root: Path) -> None:
 
 def test_notebook_runs_top_to_bottom(tmp_path, monkeypatch):
     demo_like_results(tmp_path / "results")
-    monkeypatch.setenv("ETTIN_RESULTS", str(tmp_path / "results"))
-    monkeypatch.setenv("ETTIN_REPORT_OUT", str(tmp_path / "report"))
-    monkeypatch.setenv("ETTIN_BOOTSTRAP", "200")
-    monkeypatch.setenv("MPLBACKEND", "Agg")
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    NotebookClient(nb, timeout=120, kernel_name="python3",
-                   resources={"metadata": {"path": str(NOTEBOOK.parent)}}).execute()
+    nb = run_notebook(tmp_path, monkeypatch, n_boot=200)
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     images = [o for o in outputs if "image/png" in o.get("data", {})]
@@ -55,13 +61,7 @@ def test_notebook_runs_top_to_bottom(tmp_path, monkeypatch):
 
 def test_notebook_shows_a_trajectory(tmp_path, monkeypatch):
     trajectory_results(tmp_path / "results")
-    monkeypatch.setenv("ETTIN_RESULTS", str(tmp_path / "results"))
-    monkeypatch.setenv("ETTIN_REPORT_OUT", str(tmp_path / "report"))
-    monkeypatch.setenv("ETTIN_BOOTSTRAP", "0")
-    monkeypatch.setenv("MPLBACKEND", "Agg")
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    NotebookClient(nb, timeout=120, kernel_name="python3",
-                   resources={"metadata": {"path": str(NOTEBOOK.parent)}}).execute()
+    nb = run_notebook(tmp_path, monkeypatch, n_boot=0)
     last = nb.cells[-1]
     text = "".join(o.get("data", {}).get("text/plain", "") for o in last.outputs if o.output_type == "display_data")
     assert "checkpoint-10" in text and "checkpoint-20" in text
