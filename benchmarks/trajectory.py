@@ -88,7 +88,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-dir", required=True, help="folder with glue/, mc/ and retrieval/scifact/ (../shared/data)")
     p.add_argument("--out", default="/tmp/bench-trajectory")
-    p.add_argument("--save-steps", default="25,50,100,200,400,800", help="checkpoint steps (log-spaced)")
+    p.add_argument("--save-steps", default="50,200,800,1600", help="checkpoint steps (log-spaced)")
     p.add_argument("--batch", type=int, default=16, help="sequences per step")
     p.add_argument("--length", type=int, default=128, help="tokens per sequence")
     p.add_argument("--lr", type=float, default=1e-3)
@@ -128,7 +128,7 @@ def main(argv=None) -> int:
               "--revisions", "all", "--output-path", store, "--quiet"]
     ettin_eval("run", *models, "--tasks", args.classify, "--data-dir", data / "glue", "--limit", args.classify_limit,
                "--lr", "1e-4", "--epochs", "2")
-    ettin_eval("run", *models, "--tasks", args.tasks, "--data-dir", data / "mc", "--limit", args.limit)
+    ettin_eval("run", *models, "--tasks", args.tasks, "--data-dir", data / "mc", "--limit", args.limit, "--log-samples")
     took = time.perf_counter() - start
     n = 2 * len(save_steps)
     tasks = len(args.classify.split(",")) + len(args.tasks.split(","))

@@ -11,6 +11,7 @@ import pandas as pd
 
 from harness.errors import UserError
 from harness.results import load_frame
+from harness.revisions import training_key
 from harness.suite import suite
 
 MODEL_COLUMNS = ["model", "model_name", "revision", "architecture", "size", "variant", "family", "pair", "parameters"]
@@ -183,9 +184,15 @@ def comparison_table(best: pd.DataFrame, scale: float = 100.0) -> pd.DataFrame:
     table = pd.DataFrame(columns)
     table.columns = pd.MultiIndex.from_tuples(table.columns)
     rank = {s: i for i, s in enumerate(SIZE_ORDER)}
-    table = table.loc[sorted(table.index, key=lambda r: (rank.get(r.split(" ")[0].split("@")[0], 99), str(r)))]
+    revision = dict(zip(best["row"], best["revision"]))  # a trajectory's checkpoints in training order
+    table = table.loc[sorted(table.index, key=lambda r: (rank.get(r.split(" ")[0].split("@")[0], 99),
+                                                         r.split("@")[0], _training_key(revision.get(r)), str(r)))]
     table.index.name = "size"
     return table
+
+
+def _training_key(revision) -> tuple:
+    return training_key(revision) if isinstance(revision, str) else (-1, 0, "")
 
 
 def column_groups(best: pd.DataFrame) -> dict[str, list[str]]:

@@ -85,13 +85,12 @@ def curves_figure(traj: pd.DataFrame, pair: str) -> Figure:
     what = "tokens seen (log scale)" if tokens else "checkpoint, in training order (tokens seen unknown)"
     fig.supxlabel(what, fontsize=9)
     fig.supylabel("score (x100)", fontsize=9)
-    handles, labels = axes[0].get_legend_handles_labels() if tasks else ([], [])
     title = f"{pair}: encoder and decoder over training"
     if not cross.empty:
-        title += "; dashed: the gap changes sign (grey: not significant around it)"
+        title += "\ndashed: the gap changes sign (grey: not significant around it)"
     fig.suptitle(title, fontsize=10)
-    if handles:
-        fig.legend(handles, labels, loc="outside right upper", fontsize=8, frameon=False)
+    if tasks:
+        axes[0].legend(fontsize=7, frameon=False)
     return plain_text(fig)
 
 
