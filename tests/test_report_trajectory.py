@@ -136,3 +136,12 @@ def test_page_section_shows_curves_crossings_and_links_the_last_checkpoint(writt
         assert target.inner_text().startswith("17m@step599525") and target.is_visible()
         assert page.errors == [] and page.requests == [page.url]
         page.close()
+
+
+def test_comparison_rows_of_a_trajectory_come_in_training_order(tmp_path):
+    for rev in ("checkpoint-100", "checkpoint-25", "checkpoint-1000"):
+        put(tmp_path, "encoder", "17m", "sst2", 0.6, revision=rev)
+        put(tmp_path, "decoder", "17m", "sst2", 0.5, revision=rev)
+    put(tmp_path, "encoder", "17m", "sst2", 0.7)
+    table = build_report([tmp_path], n_boot=0).table
+    assert list(table.index) == ["17m", "17m@checkpoint-25", "17m@checkpoint-100", "17m@checkpoint-1000"]

@@ -185,7 +185,7 @@ def comparison_table(best: pd.DataFrame, scale: float = 100.0) -> pd.DataFrame:
     table.columns = pd.MultiIndex.from_tuples(table.columns)
     rank = {s: i for i, s in enumerate(SIZE_ORDER)}
     revision = dict(zip(best["row"], best["revision"]))  # a trajectory's checkpoints in training order
-    table = table.loc[sorted(table.index, key=lambda r: (rank.get(r.split(" ")[0].split("@")[0], 99),
+    table = table.loc[sorted(table.index, key=lambda r: (rank.get(r.split(" ")[0].split("@")[0], 99), "@" in r,
                                                          r.split("@")[0], _training_key(revision.get(r)), str(r)))]
     table.index.name = "size"
     return table
