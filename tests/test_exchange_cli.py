@@ -139,8 +139,8 @@ def test_nothing_exportable_is_one_line_and_writes_nothing(tmp_path, capsys):
     from harness.results import ResultStore
 
     store = ResultStore(tmp_path / "store")
-    store.write({"cell_key": "bias-only", "status": "ok", "model": MODEL, "task": "winogender_gotcha_preference",
-                 "adapter": "bias", "metrics": {"preference": 0.5}, "headline_metric": "preference"})
+    store.write({"cell_key": "other-kind", "status": "ok", "model": MODEL, "task": "my_task",
+                 "adapter": "my_kind", "metrics": {"score": 0.5}, "headline_metric": "score"})  # no format for it
     assert run_cli("export", tmp_path / "store", "--format", "lm-eval", "--out", tmp_path / "x") == 2
     assert "nothing to export as lm-eval results" in one_error_line(capsys)
     assert not list((tmp_path / "x").rglob("*.json"))

@@ -27,6 +27,12 @@ def harness_run(tiny_pair, demo_data, tmp_path_factory) -> str:
                    "--tasks", "generative_demo,sst2", "--data-dir", demo_data, "--limit", 8, "--epochs", 1,
                    "--lr", "1e-3", "--seeds", 2, "--log-samples", "--quiet", "--output-path", out)
     assert code == 0
+    from harness.bundled import tasks_dir
+
+    code = run_cli("run", "--model", tiny_pair["encoder"], "--model", tiny_pair["decoder"], "--pair", "tiny",
+                   "--tasks", "winogender_gotcha_preference", "--data-dir", tasks_dir() / "generative" / "data",
+                   "--log-samples", "--quiet", "--output-path", out)
+    assert code == 0
     return str(out)
 
 
@@ -161,8 +167,8 @@ def test_export_then_import_gives_the_same_report(harness_run, tmp_path):
     assert run_cli("export", harness_run, "--format", "lm-eval", "--out", tmp_path / "lm") == 0
     assert run_cli("import", tmp_path / "lm", "--output-path", tmp_path / "back") == 0
     original, back = records_of(harness_run), records_of(tmp_path / "back")
-    generative = {k for k, r in original.items() if r["task"] == "generative_demo"}
-    assert generative <= set(back)
+    generative = {k for k, r in original.items() if r["task"] in ("generative_demo", "winogender_gotcha_preference")}
+    assert len(generative) == 4 and generative <= set(back)
     for key in generative:  # the same record: keys, metrics, model, revision, seeds, protocol, versions, data
         kept = {k: v for k, v in back[key].items() if k not in ("imported", "samples")}
         assert kept == {k: v for k, v in original[key].items() if k != "samples"}

@@ -1,7 +1,7 @@
 """The harness's records as lm-eval output: ``<out>/<model>/results_<date>.json`` per model and
 revision and ``samples_<task>_<date>.jsonl`` per task, as lm-eval's EvaluationTracker lays them out.
 
-Generative cells carry lm-eval's own numbers and stderr; GLUE and retrieval cells are written in
+Generative cells carry lm-eval's own numbers and stderr; GLUE, retrieval and bias cells are written in
 the same schema with the harness as their producer: the best configuration's mean over seeds,
 its stderr from the harness's bootstrap over the per-example outputs, seeds and protocol in
 ``config``. Each task's ``configs`` entry keeps the records behind it (``metadata.ettin_eval``),
@@ -18,7 +18,7 @@ from pathlib import Path
 from harness.errors import UserError
 from harness.results import atomic_write_text, writable_folder
 
-EXPORTABLE = ("lm_eval", "classification", "retrieval")
+EXPORTABLE = ("lm_eval", "classification", "retrieval", "bias")
 PRODUCER = "ettin-eval"
 FILTER = "none"
 N_BOOT = 1000
@@ -26,11 +26,11 @@ MEAN_METRICS = ("accuracy",)  # classification metrics that are a mean over exam
 
 
 def export(records: list[dict], store, out: Path) -> list[Path]:
-    """The generative, GLUE and retrieval records among ``records`` as lm-eval results and samples
+    """The generative, GLUE, retrieval and bias records among ``records`` as lm-eval results and samples
     files under ``out``; the paths written (a new date each time, so nothing is overwritten)."""
     chosen = [r for r in records if r.get("status") == "ok" and r.get("adapter") in EXPORTABLE]
     if not chosen:
-        raise UserError("nothing to export as lm-eval results: no generative, GLUE or retrieval records; pass the "
+        raise UserError("nothing to export as lm-eval results: no generative, GLUE, retrieval or bias records; pass the "
                         "--output-path of a run with such cells")
     out = writable_folder(out, "--out")
     written: list[Path] = []
@@ -156,8 +156,8 @@ def task_config(cell: list[dict]) -> dict:
     split_key = "test_split" if "test" in str(first.get("split") or "") else "validation_split"
     config = {"task": first["task"], "output_type": output_type(cell), split_key: first.get("split"),
               "num_fewshot": lm.get("num_fewshot") or 0,
-              "metric_list": [{"metric": m, "aggregation": "mean" if first["adapter"] != "classification"
-                               or m in MEAN_METRICS else m, "higher_is_better": True} for m in scores(cell)],
+              "metric_list": [{"metric": m, "aggregation": aggregation(first["adapter"], m, first["headline_metric"]),
+                               "higher_is_better": True} for m in scores(cell)],
               "metadata": {"version": lm.get("task_version"), "producer": PRODUCER,
                            "ettin_eval": {"records": [{k: v for k, v in r.items() if k not in ("samples", "results_dir")}
                                                       for r in cell]}}}
@@ -222,6 +222,10 @@ def lm_eval_rows(record: dict, rows: list[dict]) -> list[dict]:
             values = {m: float(row["pred"] == row["label"]) if m in MEAN_METRICS else [row["label"], row["pred"]]
                       for m in metrics}
             doc_id, doc, target, resp = row.get("idx", i), {"input": row.get("input")}, row.get("label"), row.get("pred")
+        elif record["adapter"] == "bias":  # a Winogender sentence: the gender the model preferred
+            values = {m: bias_value(m, row, record) for m in metrics}
+            doc_id, doc, target = i, {"sentid": row.get("sentid"), "input": row.get("input")}, row.get("gender")
+            resp = row.get("pred")
         else:
             values = {m: row[m] for m in metrics if m in row}
             doc_id, doc, target = i, {"query_id": row.get("query_id"), "input": row.get("input")}, row.get("relevant")
@@ -231,6 +235,29 @@ def lm_eval_rows(record: dict, rows: list[dict]) -> list[dict]:
                     "resps": [[str(resp)]], "filtered_resps": [str(resp)], "filter": FILTER, "metrics": metrics,
                     **values, "seed": record.get("seed"), "ettin_eval": row})
     return out
+
+
+def bias_value(metric: str, row: dict, record: dict):
+    """A bias metric's per-sentence value: the sentence's own (preference), 0/1 for a predicted
+    gender, the dataset's constant for a baseline, and a ``[gender, preference]`` pair for a
+    per-gender preference (its aggregation keeps the sentences of that gender)."""
+    if metric in row:
+        return row[metric]
+    if metric.startswith("predicted_"):
+        return float(row.get("pred") == metric.removeprefix("predicted_"))
+    if metric.startswith("baseline_"):
+        return record["metrics"][metric]
+    return [row.get("gender"), row.get(record["headline_metric"])]
+
+
+def aggregation(adapter: str, metric: str, headline: str) -> str:
+    """lm-eval's ``aggregation`` of an exported metric: the mean, or the harness's own where a
+    metric is not a mean over all examples (F1, MCC, correlations; a per-gender preference)."""
+    if adapter == "classification":
+        return "mean" if metric in MEAN_METRICS else metric
+    if adapter == "bias" and metric.startswith(headline + "_"):
+        return f"{PRODUCER}:mean_where_gender_is_{metric.removeprefix(headline + '_')}"
+    return "mean"
 
 
 def lm_eval_row(row: dict, record: dict) -> dict:
