@@ -47,9 +47,11 @@ def packed_blocks(tokenizer, texts: list[str], length: int) -> list[list[int]]:
     return [[tokenizer.cls_token_id] + stream[i:i + body] for i in range(0, len(stream) - body + 1, body)]
 
 
-def train(model_dir: str, run_dir: Path, blocks, mlm: bool, save_steps: list[int], batch: int, lr: float) -> float:
+def train(model_dir: str, run_dir: Path, blocks, mlm: bool, save_steps: list[int], batch: int, lr: float,
+          schedule_steps: int | None = None) -> float:
     """Train the model in ``model_dir`` on ``blocks`` (the same order for both architectures: the
-    Trainer's sampler is seeded), saving a checkpoint at each of ``save_steps``."""
+    Trainer's sampler is seeded), saving a checkpoint at each of ``save_steps`` and stopping at the
+    last; the learning-rate schedule is laid out for ``schedule_steps`` (default: the last save)."""
     import torch
     from datasets import Dataset
     from transformers import (AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer, DataCollatorForLanguageModeling,
@@ -65,11 +67,12 @@ def train(model_dir: str, run_dir: Path, blocks, mlm: bool, save_steps: list[int
     class SaveAt(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):
             control.should_save = state.global_step in steps
+            control.should_training_stop = state.global_step >= max(steps)
             return control
 
     args = TrainingArguments(
-        output_dir=str(run_dir), max_steps=max(save_steps), per_device_train_batch_size=batch, learning_rate=lr,
-        warmup_steps=max(1, max(save_steps) // 20), lr_scheduler_type="constant_with_warmup", weight_decay=0.01,
+        output_dir=str(run_dir), max_steps=schedule_steps or max(save_steps), per_device_train_batch_size=batch,
+        learning_rate=lr, warmup_steps=max(1, (schedule_steps or max(save_steps)) // 20), lr_scheduler_type="constant_with_warmup", weight_decay=0.01,
         save_strategy="no", logging_steps=25, report_to=[], seed=0, data_seed=0, dataloader_drop_last=True,
         include_num_input_tokens_seen=True, use_cpu=True, save_only_model=True, disable_tqdm=True)
     collator = DataCollatorForLanguageModeling(tokenizer, mlm=mlm, mlm_probability=0.3 if mlm else None)
@@ -88,7 +91,9 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-dir", required=True, help="folder with glue/, mc/ and retrieval/scifact/ (../shared/data)")
     p.add_argument("--out", default="/tmp/bench-trajectory")
-    p.add_argument("--save-steps", default="50,200,800,1600", help="checkpoint steps (log-spaced)")
+    p.add_argument("--save-steps", default="50,200,800", help="checkpoint steps (log-spaced)")
+    p.add_argument("--schedule-steps", type=int, help="steps the learning-rate schedule is laid out for (default: "
+                   "the last save step; warmup is a 20th of it, then constant)")
     p.add_argument("--batch", type=int, default=16, help="sequences per step")
     p.add_argument("--length", type=int, default=128, help="tokens per sequence")
     p.add_argument("--lr", type=float, default=1e-3)
@@ -116,7 +121,7 @@ def main(argv=None) -> int:
     runs = {}
     for arch, mlm in (("encoder", True), ("decoder", False)):
         runs[arch] = out / f"{arch}-run"
-        took = train(str(init / arch), runs[arch], blocks, mlm, save_steps, args.batch, args.lr)
+        took = train(str(init / arch), runs[arch], blocks, mlm, save_steps, args.batch, args.lr, args.schedule_steps)
         if took:
             print(f"{arch}: trained {max(save_steps)} steps in {took:.0f} s "
                   f"({max(save_steps) * args.batch * args.length / took:.0f} tokens/s)", flush=True)
