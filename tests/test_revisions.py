@@ -102,3 +102,16 @@ def test_the_bill_prices_every_revision(run_folder, demo_data, capsys):
     assert "run@step100" in out and "run@step200" in out and "run@decay10" not in out  # a line per revision
     assert run_cli("plan", "--model", run_folder, "--revisions", "step*", "--revision", "step100", "--tasks", "sst2",
                    "--data-dir", demo_data) == 2
+
+
+def test_every_task_kind_runs_once_per_revision(run_folder, demo_data, capsys):
+    from harness.bundled import tasks_dir
+    from harness.demo_data import DEMO_RETRIEVAL_DIR
+
+    kinds = ["sst2", "generative_demo", "retrieval_demo", "winogender_gotcha_preference"]
+    assert run_cli("plan", "--model", run_folder, "--revisions", "step*", "--tasks", ",".join(kinds), "--data-dir",
+                   demo_data, "--data-dir", DEMO_RETRIEVAL_DIR, "--data-dir", tasks_dir() / "generative" / "data") == 0
+    lines = capsys.readouterr().out.splitlines()
+    for rev in ("step100", "step200"):
+        for task in kinds:
+            assert sum(line.split()[:2] == [f"run@{rev}", task] for line in lines) == 1, (rev, task)
