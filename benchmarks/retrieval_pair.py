@@ -12,15 +12,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import time
 
-from common import minilm_path
-
-
-def ettin_eval(*argv) -> None:
-    subprocess.run([sys.executable, "-m", "harness.cli", *map(str, argv)], check=True)
+from common import ettin_eval, minilm_path
 
 
 def main(argv=None) -> int:

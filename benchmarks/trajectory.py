@@ -18,10 +18,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+from common import ettin_eval
 
 
 def training_texts(data: Path) -> list[str]:
@@ -81,10 +82,6 @@ def train(model_dir: str, run_dir: Path, blocks, mlm: bool, save_steps: list[int
     Trainer(model=model, args=args, train_dataset=data, data_collator=collator, processing_class=tokenizer,
             callbacks=[SaveAt()]).train()
     return time.perf_counter() - start
-
-
-def ettin_eval(*argv) -> None:
-    subprocess.run([sys.executable, "-m", "harness.cli", *map(str, argv)], check=True)
 
 
 def main(argv=None) -> int:
