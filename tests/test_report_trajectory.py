@@ -145,3 +145,16 @@ def test_comparison_rows_of_a_trajectory_come_in_training_order(tmp_path):
     put(tmp_path, "encoder", "17m", "sst2", 0.7)
     table = build_report([tmp_path], n_boot=0).table
     assert list(table.index) == ["17m", "17m@checkpoint-25", "17m@checkpoint-100", "17m@checkpoint-1000"]
+
+
+def test_two_protocols_are_two_trajectories_never_one_curve(tmp_path):
+    for rev, (a, b) in (("step1000", (0.5, 0.9)), ("step2000", (0.6, 0.95))):
+        put(tmp_path, "encoder", "17m", "sst2", a, revision=rev, limit=64)
+        put(tmp_path, "decoder", "17m", "sst2", a, revision=rev, limit=64)
+        put(tmp_path, "encoder", "17m", "sst2", b, revision=rev)
+        put(tmp_path, "decoder", "17m", "sst2", b, revision=rev)
+    traj = trajectory_frame(build_report([tmp_path], n_boot=0))
+    assert traj["pair"].nunique() == 2
+    for _, part in traj.groupby("pair"):
+        assert len(part) == 4 and part.groupby(["revision", "architecture"]).size().max() == 1
+    assert sorted(traj.groupby("pair")["score"].max()) == pytest.approx([60.0, 95.0])

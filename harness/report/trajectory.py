@@ -42,7 +42,9 @@ def trajectory_frame(report) -> pd.DataFrame:
     if best.empty or "revision" not in best or not best["revision"].notna().any():
         return pd.DataFrame(columns=COLUMNS)
     best = best[best["revision"].notna()].copy()
-    best["pair"] = [row_label({**r, "revision": None}) for r in best.to_dict("records")]
+    # the row without its revision, keeping the protocol tag rows_apart adds where a task ran under
+    # several protocols: scores of different protocols never share a curve
+    best["pair"] = [row_label({**r, "revision": None}) + r["row"][len(row_label(r)):] for r in best.to_dict("records")]
     many = best.groupby("pair")["revision"].nunique()
     best = best[best["pair"].isin(many[many >= 2].index)]
     if best.empty:
