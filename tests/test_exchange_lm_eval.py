@@ -241,3 +241,20 @@ def test_an_lm_eval_stderr_it_could_not_compute_stays_out_of_the_metrics(tmp_pat
     record = foreign_record(str(tmp_path / "results_x.json"), body, "t", entry, {"task": "t"}, None)
     assert record["metrics"] == {"exact_match": 0.5} and record["headline_metric"] == "exact_match"
     assert not any(isinstance(v, float) and math.isnan(v) for v in record["metrics"].values())
+
+
+def test_on_a_test_split_every_configuration_is_exported_none_chosen(tmp_path):
+    from test_report_frame import put
+
+    from harness.exchange.lm_eval import export
+    from harness.results import ResultStore
+
+    for split, root in (("test", tmp_path / "test"), ("validation", tmp_path / "dev")):
+        for lr, score in ((1e-5, 0.7), (3e-5, 0.9)):
+            put(root, "encoder", "17m", "sst2", score, lr=lr, split=split)
+        store = ResultStore(root)
+        export(store.records(), store, tmp_path / f"out-{split}")
+    exported = {split: sorted(json.loads(p.read_text())["results"]["sst2"]["accuracy,none"]
+                              for p in (tmp_path / f"out-{split}").rglob("results_*.json"))
+                for split in ("test", "validation")}
+    assert exported == {"test": [0.7, 0.9], "validation": [0.9]}

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from harness.errors import UserError
+from harness.report.frame import is_test_split
 from harness.results import atomic_write_text, writable_folder
 
 EXPORTABLE = ("lm_eval", "classification", "retrieval", "bias")
@@ -44,10 +45,12 @@ def export(records: list[dict], store, out: Path) -> list[Path]:
 
 def best_cells(records: list[dict]) -> list[list[dict]]:
     """The records of each exported score: per (model, revision, task, protocol) the configuration
-    with the best mean headline score over seeds (the report's choice), its seeds' records."""
+    with the best mean headline score over seeds (the report's choice), its seeds' records. On a
+    test split nothing is chosen (as in the report): each configuration is a score of its own."""
     configs: dict[tuple, dict[str, list[dict]]] = {}
     for r in records:
-        key = (r["model"], r.get("revision") or "", r["task"], r.get("protocol_key") or r.get("config_key"))
+        choice = r.get("config_key") if is_test_split(r.get("split")) else r.get("protocol_key") or r.get("config_key")
+        key = (r["model"], r.get("revision") or "", r["task"], choice)
         configs.setdefault(key, {}).setdefault(r.get("config_key") or r["cell_key"], []).append(r)
     cells = []
     for options in configs.values():
@@ -198,9 +201,14 @@ def run_config(model: str, cells: list[list[dict]], date: datetime) -> dict:
 
 def git_hash() -> str | None:
     """The harness checkout's commit, as lm-eval records its own (None outside a git checkout)."""
-    try:
-        done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).resolve().parent,
-                              capture_output=True, text=True, timeout=10)
+    package = Path(__file__).resolve().parents[1]
+    try:  # only the harness's own checkout: an installed copy may sit inside someone else's repository
+        top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=package, capture_output=True, text=True,
+                             timeout=10)
+        if top.returncode != 0 or (Path(top.stdout.strip()) / "harness").resolve() != package:
+            return None
+        done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=package, capture_output=True, text=True,
+                              timeout=10)
     except (OSError, subprocess.SubprocessError):
         return None
     return done.stdout.strip() or None if done.returncode == 0 else None
